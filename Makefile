@@ -1,0 +1,75 @@
+# facewire: every command a user or CI needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+COMPOSE ?= docker compose
+
+.DEFAULT_GOAL := help
+.PHONY: help setup system-deps run serve run-rest run-grpc test pytest lint format proto \
+        fixtures docker-lint docker-up docker-down docker-smoke clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+	  { echo "facewire needs Python >= 3.10 (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[gui,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install facewire with the GUI OpenCV wheel and dev tools
+
+system-deps: ## Install the Debian packages the tests need (only those missing)
+	./scripts/system-deps.sh
+
+run: serve ## The main job: start both services (the GUI issue adds the webcam window)
+
+serve: setup ## Both services locally, no Docker; Ctrl-C stops both
+	$(BIN)/python -m facewire.serve
+
+run-rest: setup ## The REST service alone (127.0.0.1:8001)
+	$(BIN)/python -m rest_service
+
+run-grpc: setup ## The gRPC service alone (127.0.0.1:50051)
+	$(BIN)/python -m grpc_service
+
+test: setup system-deps lint pytest ## Everything CI runs: lint, then the tests
+
+pytest: setup
+	$(BIN)/python -m pytest
+
+lint: setup docker-lint ## ruff (format and check), mypy, hadolint, docker-compose config
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: setup ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+proto: setup ## Regenerate facewire/v1 from proto/ (committed; a test checks freshness)
+	$(BIN)/python scripts/gen_proto.py
+
+fixtures: setup ## Rebuild the committed test images from scikit-image's astronaut
+	$(BIN)/python scripts/make_fixtures.py
+
+docker-lint: setup ## Lint the Dockerfile and validate docker-compose.yml, no engine needed
+	$(BIN)/hadolint Dockerfile
+	docker-compose -f docker-compose.yml config -q
+
+docker-up: ## Build and start both services in Docker (storage in ./storage)
+	mkdir -p storage/rest storage/grpc
+	FACEWIRE_UID=$$(id -u) FACEWIRE_GID=$$(id -g) $(COMPOSE) up --build -d --wait
+
+docker-down: ## Stop the Docker services
+	$(COMPOSE) down
+
+docker-smoke: setup ## Where Docker runs: compose up, one request per protocol, down
+	./scripts/docker-smoke.sh
+
+clean: ## Remove the venv and caches (not ./storage)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

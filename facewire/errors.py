@@ -1,0 +1,46 @@
+"""The one error hierarchy. Each transport maps it to its own status codes, once.
+
+Messages are written for the client: they never carry stack traces or OpenCV text.
+"""
+
+from __future__ import annotations
+
+
+class FacewireError(Exception):
+    """Base of every error a request can end with."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(FacewireError):
+    """The request is malformed: empty body, unknown model, bad frame_id, save with echo."""
+
+
+class UnsupportedImage(InvalidInput):
+    """The bytes are not a JPEG, PNG, WebP or BMP image."""
+
+
+class CorruptImage(InvalidInput):
+    """The bytes look like a supported image but cannot be decoded completely."""
+
+
+class LimitExceeded(FacewireError):
+    """A size limit was exceeded (REST 413, gRPC RESOURCE_EXHAUSTED)."""
+
+
+class PayloadTooLarge(LimitExceeded):
+    """The upload is larger than ``max_upload_bytes``."""
+
+
+class ImageTooLarge(LimitExceeded):
+    """The image header declares more than ``max_image_pixels`` pixels."""
+
+
+class StorageError(FacewireError):
+    """The frame or its CSV row could not be stored (disk full, no permission, ...)."""
+
+
+class NotReady(FacewireError):
+    """The service is starting or shutting down."""

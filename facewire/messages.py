@@ -1,0 +1,90 @@
+"""Transport-free request and result types shared by every adapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from facewire.errors import InvalidInput
+
+#: The detector's working frame: every box is in this 720×720 square.
+FRAME_SIZE = 720
+#: The side the crop is shrunk to before detection.
+DETECT_SIZE = 300
+
+
+class Model(str, Enum):
+    """What the pipeline runs for one request."""
+
+    HAAR = "haar"  # decode, preprocess, detect (the whole pipeline)
+    DECODE = "decode"  # decode and preprocess only, no boxes
+    ECHO = "echo"  # size checks only: what the protocol costs with no image work
+
+    @classmethod
+    def parse(cls, name: str | None) -> Model:
+        """The model called ``name``; empty or None means the default, ``haar``."""
+        if not name:
+            return cls.HAAR
+        try:
+            return cls(name)
+        except ValueError:
+            known = ", ".join(m.value for m in cls)
+            raise InvalidInput(f"unknown model {name!r}; expected one of: {known}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Crop:
+    """The centred square that was analysed, in the original image's pixels."""
+
+    x: int
+    y: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Milliseconds per stage. ``total`` is the pipeline's own work; ``queue`` is the wait
+    for a pipeline thread before it, which ``total`` leaves out."""
+
+    decode: float = 0.0
+    preprocess: float = 0.0
+    detect: float = 0.0
+    save: float = 0.0
+    total: float = 0.0
+    queue: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionRequest:
+    image: bytes
+    model: Model = Model.HAAR
+    save: bool = False
+    frame_id: str = ""
+    #: Which adapter received it ("rest", "grpc", "grpc-stream"); stored in the CSV.
+    protocol: str = "rest"
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionResult:
+    frame_id: str
+    model: Model
+    boxes: tuple[Box, ...] = ()
+    frame: Size = field(default_factory=lambda: Size(FRAME_SIZE, FRAME_SIZE))
+    crop: Crop = field(default_factory=lambda: Crop(0, 0, 0))
+    image: Size = field(default_factory=lambda: Size(0, 0))
+    timings: Timings = field(default_factory=Timings)
+    saved_image: str | None = None

@@ -1,0 +1,57 @@
+"""Prometheus instruments for requests and pipeline stages."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import astuple, fields
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from facewire.messages import Timings
+
+# Milliseconds to seconds; the pipeline takes 1–100 ms, echo far less.
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5)
+_STAGES = tuple(f.name for f in fields(Timings))
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """One registry per service instance (never the global one: factories can run twice)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "facewire_requests",
+            "Detection requests by protocol, model and outcome status.",
+            ["protocol", "model", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "facewire_request_duration_seconds",
+            "Time in the data plane per request (queue and pipeline), by protocol and model.",
+            ["protocol", "model"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.stages = Histogram(
+            "facewire_stage_duration_seconds",
+            "Pipeline time per stage for successful requests.",
+            ["protocol", "stage"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, protocol: str, model: str, status: str, start_ns: int) -> None:
+        self.requests.labels(protocol, model, status).inc()
+        elapsed = (time.perf_counter_ns() - start_ns) / 1e9
+        self.latency.labels(protocol, model).observe(elapsed)
+
+    def observe_stages(self, protocol: str, timings: Timings) -> None:
+        for stage, ms in zip(_STAGES, astuple(timings), strict=True):
+            self.stages.labels(protocol, stage).observe(ms / 1000)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of everything in this registry."""
+        return generate_latest(self.registry)

@@ -1,0 +1,145 @@
+"""The face pipeline: bytes in, boxes and stage timings out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import cv2
+
+from facewire.detector import FaceDetector, Rect
+from facewire.errors import InvalidInput, PayloadTooLarge
+from facewire.imaging import BGRImage, decode_bgr, probe
+from facewire.messages import (
+    DETECT_SIZE,
+    FRAME_SIZE,
+    Box,
+    Crop,
+    DetectionRequest,
+    DetectionResult,
+    Model,
+    Size,
+    Timings,
+)
+from facewire.settings import Settings
+from facewire.storage import FrameStore, Record
+
+
+def _ms(start_ns: int, end_ns: int) -> float:
+    return (end_ns - start_ns) / 1e6
+
+
+def centre_crop(image: BGRImage) -> tuple[BGRImage, Crop]:
+    """The largest centred square, resized to FRAME_SIZE when it is another size."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    crop = image[y0 : y0 + side, x0 : x0 + side]
+    if side != FRAME_SIZE:
+        shrinking = side > FRAME_SIZE
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        crop = cv2.resize(crop, (FRAME_SIZE, FRAME_SIZE), interpolation=interpolation)
+    return crop, Crop(x0, y0, side)
+
+
+def detector_input(frame: BGRImage) -> BGRImage:
+    """The FRAME_SIZE frame shrunk to DETECT_SIZE and made grayscale."""
+    small = cv2.resize(frame, (DETECT_SIZE, DETECT_SIZE), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+
+
+def to_frame_boxes(rects: list[Rect]) -> tuple[Box, ...]:
+    """Detector rectangles rescaled into the FRAME_SIZE frame, rounded and clipped."""
+    scale = FRAME_SIZE / DETECT_SIZE
+    boxes = []
+    for x, y, w, h in rects:
+        left = min(max(int(x * scale + 0.5), 0), FRAME_SIZE)
+        top = min(max(int(y * scale + 0.5), 0), FRAME_SIZE)
+        width = min(int(w * scale + 0.5), FRAME_SIZE - left)
+        height = min(int(h * scale + 0.5), FRAME_SIZE - top)
+        boxes.append(Box(left, top, width, height))
+    return tuple(boxes)
+
+
+class Pipeline:
+    """Validates and runs one request. ``run`` is CPU-bound: call it off the event loop."""
+
+    def __init__(
+        self, settings: Settings, detector: FaceDetector, store: FrameStore | None
+    ) -> None:
+        self.settings = settings
+        self.detector = detector
+        self.store = store
+
+    def validate(self, request: DetectionRequest) -> None:
+        """The cheap checks every model gets, echo included (no decoding here)."""
+        limit = self.settings.max_upload_bytes
+        if len(request.image) > limit:
+            raise PayloadTooLarge(
+                f"upload too large: {len(request.image)} bytes, over the limit of {limit}"
+            )
+        if not request.image:
+            raise InvalidInput("empty image: the request carried no bytes")
+        if len(request.frame_id) > self.settings.max_frame_id_length:
+            raise InvalidInput(
+                f"frame_id too long: {len(request.frame_id)} characters, "
+                f"over the limit of {self.settings.max_frame_id_length}"
+            )
+        if not request.frame_id.isprintable():
+            raise InvalidInput("frame_id must not contain control characters")
+        if request.save and request.model is Model.ECHO:
+            raise InvalidInput("model 'echo' does not decode the image, so it cannot save it")
+        if request.save and self.store is None:
+            raise InvalidInput("this service has no storage configured")
+
+    def echo(self, request: DetectionRequest) -> DetectionResult:
+        """The answer for model ``echo``: no image work at all."""
+        self.validate(request)
+        return DetectionResult(frame_id=request.frame_id, model=request.model)
+
+    def warm_thread(self) -> None:
+        """Load this thread's cascade now rather than in its first request."""
+        self.detector.classifier()
+
+    def run(self, request: DetectionRequest, enqueued_ns: int | None = None) -> DetectionResult:
+        if request.model is Model.ECHO:
+            return self.echo(request)
+        start = time.perf_counter_ns()
+        self.validate(request)
+
+        fmt, size = probe(request.image, self.settings.max_image_pixels)
+        image = decode_bgr(request.image, fmt, size)
+        decoded = time.perf_counter_ns()
+
+        frame, crop = centre_crop(image)
+        gray = detector_input(frame)
+        preprocessed = time.perf_counter_ns()
+
+        boxes: tuple[Box, ...] = ()
+        if request.model is Model.HAAR:
+            boxes = to_frame_boxes(self.detector.detect(gray))
+        detected = time.perf_counter_ns()
+
+        image_size = Size(int(image.shape[1]), int(image.shape[0]))
+        timings = Timings(
+            decode=_ms(start, decoded),
+            preprocess=_ms(decoded, preprocessed),
+            detect=_ms(preprocessed, detected),
+            total=_ms(start, detected),
+            queue=_ms(enqueued_ns, start) if enqueued_ns is not None else 0.0,
+        )
+        result = DetectionResult(
+            frame_id=request.frame_id,
+            model=request.model,
+            boxes=boxes,
+            crop=crop,
+            image=image_size,
+            timings=timings,
+        )
+        if not request.save:
+            return result
+        assert self.store is not None  # validate() refused save without a store
+        saved_name = self.store.save(frame, Record(request.protocol, result))
+        saved = time.perf_counter_ns()
+        timings = replace(timings, save=_ms(detected, saved), total=_ms(start, saved))
+        return replace(result, timings=timings, saved_image=saved_name)

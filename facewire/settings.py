@@ -1,0 +1,56 @@
+"""One settings object for both services, read from ``FACEWIRE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(BaseSettings):
+    """Everything a service needs to know, passed down from ``__main__`` to the factories."""
+
+    model_config = SettingsConfigDict(env_prefix="FACEWIRE_", frozen=True, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address both services listen on.")
+    rest_port: int = Field(8001, ge=0, le=65535, description="REST port (0 picks a free one).")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    storage_dir: Path | None = Field(
+        None, description="Where saved frames and records.csv go; default storage/<protocol>."
+    )
+
+    max_upload_bytes: PositiveInt = Field(8 * MiB, description="Largest accepted image upload.")
+    max_image_pixels: PositiveInt = Field(
+        40_000_000, description="Largest accepted width × height, checked from the header."
+    )
+    max_frame_id_length: PositiveInt = Field(128, description="Longest accepted frame_id.")
+
+    scale_factor: float = Field(1.1, gt=1.0, description="Haar detectMultiScale scaleFactor.")
+    min_neighbors: int = Field(5, ge=0, description="Haar detectMultiScale minNeighbors.")
+    min_size: PositiveInt = Field(30, description="Haar minSize (square, in 300×300 pixels).")
+    cascade_path: Path | None = Field(
+        None, description="Cascade XML; default OpenCV's haarcascade_frontalface_default.xml."
+    )
+    save_jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of saved frames.")
+
+    threads: PositiveInt | None = Field(
+        None, description="Pipeline threads per process; default: the number of CPUs."
+    )
+    opencv_threads: int | None = Field(
+        None, ge=0, description="cv2.setNumThreads value; default: leave OpenCV's own choice."
+    )
+    workers: PositiveInt = Field(1, description="REST worker processes (uvicorn workers).")
+    grace_period_s: PositiveFloat = Field(
+        10.0, description="Seconds in-flight requests get to finish on SIGTERM/SIGINT."
+    )
+    log_level: LogLevel = Field("info", description="Logging level; 'debug' logs every request.")
+
+    def storage_dir_for(self, protocol: str) -> Path:
+        """The storage folder for one service: the configured one, or ``storage/<protocol>``."""
+        return self.storage_dir if self.storage_dir is not None else Path("storage") / protocol

@@ -1,0 +1,168 @@
+"""Stores saved frames as JPEGs and one CSV row each.
+
+Invariants, for threads and for several processes sharing one folder:
+- the image is complete (temporary file, then rename) before its row is appended;
+- each row is one ``write`` to an O_APPEND file, under a file lock, so rows never
+  interleave; a failed or short write is truncated away, so no row is ever torn;
+- the header is written exactly once, by whoever finds the file empty under the lock.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+from filelock import FileLock
+
+from facewire.errors import StorageError
+from facewire.imaging import BGRImage
+from facewire.messages import DetectionResult
+
+CSV_NAME = "records.csv"
+CSV_COLUMNS = (
+    "timestamp",
+    "protocol",
+    "frame_id",
+    "image",
+    "model",
+    "faces",
+    "boxes",
+    "image_width",
+    "image_height",
+    "crop_x",
+    "crop_y",
+    "crop_size",
+    "decode_ms",
+    "preprocess_ms",
+    "detect_ms",
+    "save_ms",
+    "total_ms",
+)
+# A leading one of these makes spreadsheets evaluate the cell as a formula.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` with a leading formula character neutralised by a quote (OWASP's advice)."""
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What one CSV row says about one saved frame, apart from where and when."""
+
+    protocol: str
+    result: DetectionResult
+
+    def row(self, timestamp: str, image_name: str, save_ms: float) -> list[str]:
+        r = self.result
+        t = r.timings
+        return [
+            timestamp,
+            self.protocol,
+            spreadsheet_safe(r.frame_id),
+            image_name,
+            r.model.value,
+            str(len(r.boxes)),
+            json.dumps([asdict(b) for b in r.boxes], separators=(",", ":")),
+            str(r.image.width),
+            str(r.image.height),
+            str(r.crop.x),
+            str(r.crop.y),
+            str(r.crop.size),
+            f"{t.decode:.3f}",
+            f"{t.preprocess:.3f}",
+            f"{t.detect:.3f}",
+            f"{save_ms:.3f}",
+            f"{t.total + save_ms:.3f}",
+        ]
+
+
+def _csv_line(fields: list[str] | tuple[str, ...]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(fields)
+    return out.getvalue()
+
+
+_HEADER = _csv_line(CSV_COLUMNS)
+
+
+class FrameStore:
+    """One storage folder: ``<utc>_<protocol>_<random>.jpg`` files and ``records.csv``."""
+
+    def __init__(self, directory: Path, jpeg_quality: int = 90) -> None:
+        self.directory = directory
+        self.csv_path = directory / CSV_NAME
+        self.jpeg_quality = jpeg_quality
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(directory / f".{CSV_NAME}.lock"))
+
+    def save(self, frame: BGRImage, record: Record) -> str:
+        """Store ``frame`` and its row; returns the image's file name."""
+        now = datetime.now(timezone.utc)
+        name = f"{now:%Y%m%dT%H%M%S%fZ}_{record.protocol}_{secrets.token_hex(4)}.jpg"
+        start = time.perf_counter_ns()
+        path = self._write_image(name, frame)
+        save_ms = (time.perf_counter_ns() - start) / 1e6
+        line = _csv_line(record.row(now.isoformat(timespec="microseconds"), name, save_ms))
+        try:
+            self._append(line)
+        except StorageError:
+            path.unlink(missing_ok=True)  # no image without its row
+            raise
+        return name
+
+    def _write_image(self, name: str, frame: BGRImage) -> Path:
+        ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            raise StorageError("could not store the frame: JPEG encoding failed")
+        final = self.directory / name
+        temporary = self.directory / f".{name}.tmp"
+        try:
+            with open(temporary, "xb") as out:
+                out.write(encoded.tobytes())
+            os.replace(temporary, final)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise StorageError(f"could not store the frame: {exc.strerror or exc}") from None
+        return final
+
+    def _append(self, line: str) -> None:
+        payload = line.encode()
+        try:
+            with self._lock:
+                fd = os.open(self.csv_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    self._append_locked(fd, payload)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"could not store the record: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _append_locked(fd: int, payload: bytes) -> None:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            payload = _HEADER.encode() + payload
+        elif os.pread(fd, 1, size - 1) != b"\n":
+            # A row torn by a crash elsewhere: drop the fragment so the file stays valid.
+            tail = os.pread(fd, min(size, 1 << 16), max(0, size - (1 << 16)))
+            size = max(0, size - len(tail) + tail.rfind(b"\n") + 1)
+            os.ftruncate(fd, size)
+            if size == 0:
+                payload = _HEADER.encode() + payload
+        try:
+            written = os.write(fd, payload)
+            if written != len(payload):
+                raise OSError(28, "short write: the disk is probably full")
+        except OSError:
+            os.ftruncate(fd, size)  # never leave a torn row behind
+            raise

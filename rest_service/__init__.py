@@ -1,0 +1,1 @@
+"""FastAPI adapter: HTTP/1.1 + JSON in front of ``facewire.DataPlane``."""

@@ -1,0 +1,3 @@
+from rest_service.server import main
+
+main()

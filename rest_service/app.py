@@ -1,0 +1,125 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+import facewire
+from facewire.dataplane import DataPlane
+from facewire.messages import DetectionRequest, Model
+from facewire.metrics import CONTENT_TYPE
+from facewire.settings import Settings
+from rest_service.body import read_image
+from rest_service.errors import install_error_handlers
+from rest_service.schemas import DetectResponse, ErrorResponse, to_json
+
+log = logging.getLogger("facewire.rest")
+
+_IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The image as the raw body, or as the multipart field `file`. "
+        "JPEG, PNG, WebP or BMP, recognised from the bytes (Content-Type is not trusted).",
+        "content": {
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Not an image, corrupt, bad parameters"},
+    413: {"model": ErrorResponse, "description": "Upload or pixel count over the limit"},
+    503: {"model": ErrorResponse, "description": "Starting up or shutting down"},
+    507: {"model": ErrorResponse, "description": "Saving failed (disk full, no permission)"},
+}
+
+
+def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
+    """The REST service around ``dataplane``, which the app starts and closes itself."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(dataplane.start)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(dataplane.close)
+
+    app = FastAPI(
+        title="facewire REST",
+        version=facewire.__version__,
+        description="Face detection over HTTP/1.1 + JSON; the gRPC service runs the same core.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.post(
+        "/v1/detect",
+        response_model=DetectResponse,
+        responses=_ERRORS,
+        openapi_extra=_IMAGE_BODY,
+        summary="Detect faces in one image",
+    )
+    async def detect(
+        request: Request,
+        save: Annotated[bool, Query(description="Store the 720×720 frame and a CSV row.")] = False,
+        model: Annotated[str, Query(description="haar, decode or echo.")] = "haar",
+        frame_id: Annotated[
+            str | None, Query(description="Echoed back and stored; also X-Frame-Id.")
+        ] = None,
+        x_frame_id: Annotated[str | None, Header()] = None,
+    ) -> DetectResponse:
+        image = await read_image(request, settings.max_upload_bytes)
+        core = DetectionRequest(
+            image=image,
+            model=Model.parse(model),
+            save=save,
+            frame_id=frame_id if frame_id is not None else (x_frame_id or ""),
+            protocol="rest",
+        )
+        result = await dataplane.detect(core)
+        log.debug(
+            "detect frame_id=%r model=%s faces=%d total=%.2fms",
+            result.frame_id,
+            result.model.value,
+            len(result.boxes),
+            result.timings.total,
+        )
+        return to_json(result)
+
+    @app.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: the cascade is loaded on every pipeline thread")
+    async def readyz() -> JSONResponse:
+        if dataplane.ready:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(dataplane.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn worker processes, which each read the same environment."""
+    settings = Settings()
+    return create_app(settings, DataPlane.from_settings(settings, "rest"))

@@ -1,0 +1,78 @@
+"""Reads the image from a request: the raw body, or the multipart field ``file``.
+
+The format is always sniffed from the bytes, so a wrong or missing Content-Type with
+valid image bytes is accepted. Over-limit bodies are read and discarded up to a bound so
+that the connection can serve the next request; beyond that bound it is closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from facewire.errors import InvalidInput, PayloadTooLarge
+from facewire.imaging import sniff_format
+
+# Room for multipart boundaries and part headers around the image itself.
+MULTIPART_OVERHEAD = 64 * 1024
+# How far past the limit we keep reading (and discarding) to keep the connection usable.
+DRAIN_FACTOR = 4
+
+
+class UndrainedUpload(PayloadTooLarge):
+    """Too large to even read and discard: answered with ``Connection: close``."""
+
+
+async def read_image(request: Request, limit: int) -> bytes:
+    body = await _read_body(request, limit + MULTIPART_OVERHEAD, limit)
+    if sniff_format(body) is not None or not _is_multipart(request):
+        return body  # the pipeline checks the limit and tells "not an image" apart
+    return await _multipart_file(request, body, limit)
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def _read_body(request: Request, cap: int, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit * DRAIN_FACTOR:
+        raise UndrainedUpload(_too_large(int(declared), limit))
+    body = bytearray()
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit * DRAIN_FACTOR:
+            raise UndrainedUpload(_too_large(received, limit))
+        if received <= cap:
+            body += chunk
+    if received > cap:
+        raise PayloadTooLarge(_too_large(received, limit))
+    return bytes(body)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"upload too large: {size} bytes or more, over the limit of {limit}"
+
+
+async def _multipart_file(request: Request, body: bytes, limit: int) -> bytes:
+    async def replay() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser = MultiPartParser(
+        request.headers, replay(), max_files=1, max_fields=16, max_part_size=limit
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidInput(f"malformed multipart body: {exc.message}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("multipart body has no 'file' field with the image")
+        return await upload.read()
+    finally:
+        await form.close()

@@ -1,0 +1,42 @@
+"""The core error hierarchy mapped to HTTP, once, as FastAPI exception handlers."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from facewire.errors import FacewireError, LimitExceeded, NotReady, StorageError
+from rest_service.body import UndrainedUpload
+
+log = logging.getLogger("facewire.rest")
+
+# Most specific first: the first isinstance match wins.
+_STATUS: tuple[tuple[type[FacewireError], int], ...] = (
+    (LimitExceeded, 413),
+    (StorageError, 507),
+    (NotReady, 503),
+    (FacewireError, 400),
+)
+
+
+def http_status(exc: FacewireError) -> int:
+    return next(status for kind, status in _STATUS if isinstance(exc, kind))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_facewire_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, FacewireError)
+        status = http_status(exc)
+        log.debug("%s %s -> %d %s", request.method, request.url.path, status, exc.message)
+        # An upload we stopped reading leaves bytes on the wire: the connection cannot be reused.
+        headers = {"Connection": "close"} if isinstance(exc, UndrainedUpload) else None
+        return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+
+    async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+    app.add_exception_handler(FacewireError, on_facewire_error)
+    app.add_exception_handler(Exception, on_unexpected_error)

@@ -1,0 +1,87 @@
+"""JSON shapes of the REST API, with converters to and from the core types."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from facewire.messages import Box, Crop, DetectionResult, Model, Size, Timings
+
+
+class BoxJSON(BaseModel):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class SizeJSON(BaseModel):
+    width: int
+    height: int
+
+
+class CropJSON(BaseModel):
+    x: int = Field(description="Left edge of the analysed square in the original image.")
+    y: int = Field(description="Top edge of the analysed square in the original image.")
+    size: int = Field(description="Side of the analysed square in the original image.")
+
+
+class TimingsJSON(BaseModel):
+    decode: float
+    preprocess: float
+    detect: float
+    save: float
+    total: float = Field(description="The pipeline's own work: decode to save.")
+    queue: float = Field(description="Wait for a pipeline thread, before total started.")
+
+
+class DetectResponse(BaseModel):
+    frame_id: str
+    model: str
+    protocol: Literal["rest"] = "rest"
+    boxes: list[BoxJSON] = Field(description="Faces in the 720×720 frame.")
+    frame: SizeJSON
+    crop: CropJSON
+    image: SizeJSON = Field(description="The original image's size.")
+    timings_ms: TimingsJSON
+    saved_image: str | None = Field(description="Stored file name when save was asked for.")
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+def to_json(result: DetectionResult) -> DetectResponse:
+    t = result.timings
+    return DetectResponse(
+        frame_id=result.frame_id,
+        model=result.model.value,
+        boxes=[BoxJSON(x=b.x, y=b.y, width=b.width, height=b.height) for b in result.boxes],
+        frame=SizeJSON(width=result.frame.width, height=result.frame.height),
+        crop=CropJSON(x=result.crop.x, y=result.crop.y, size=result.crop.size),
+        image=SizeJSON(width=result.image.width, height=result.image.height),
+        timings_ms=TimingsJSON(
+            decode=t.decode,
+            preprocess=t.preprocess,
+            detect=t.detect,
+            save=t.save,
+            total=t.total,
+            queue=t.queue,
+        ),
+        saved_image=result.saved_image,
+    )
+
+
+def to_core(response: DetectResponse) -> DetectionResult:
+    t = response.timings_ms
+    return DetectionResult(
+        frame_id=response.frame_id,
+        model=Model(response.model),
+        boxes=tuple(Box(b.x, b.y, b.width, b.height) for b in response.boxes),
+        frame=Size(response.frame.width, response.frame.height),
+        crop=Crop(response.crop.x, response.crop.y, response.crop.size),
+        image=Size(response.image.width, response.image.height),
+        timings=Timings(t.decode, t.preprocess, t.detect, t.save, t.total, t.queue),
+        saved_image=response.saved_image,
+    )

@@ -1,0 +1,82 @@
+"""Runs the REST service under uvicorn: ``python -m rest_service``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import fastapi
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from facewire import logs
+from facewire.dataplane import DataPlane
+from facewire.settings import Settings
+from rest_service.app import create_app
+
+log = logging.getLogger("facewire.rest")
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that exits 0 after draining on SIGTERM/SIGINT.
+
+    Plain uvicorn re-raises the captured signal once it has drained, so the process
+    would end with status -15; a drained shutdown is a clean one.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before uvicorn starts, so that port 0 resolves and the real port is logged."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)  # uvicorn's worker processes share it
+    return sock
+
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    common = {
+        "log_config": None,  # ours, from facewire.logs
+        "access_log": False,  # one debug line per request comes from the app instead
+        "timeout_graceful_shutdown": settings.grace_period_s,
+        "server_header": False,
+    }
+    if settings.workers > 1:
+        # Worker processes are spawned and build their own app from the environment.
+        return uvicorn.Config(
+            "rest_service.app:app_from_env", factory=True, workers=settings.workers, **common
+        )
+    app = create_app(settings, DataPlane.from_settings(settings, "rest"))
+    return uvicorn.Config(app, **common)
+
+
+def main() -> None:
+    settings = Settings()
+    logs.configure(settings)
+    sock = bind_socket(settings.host, settings.rest_port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    config = uvicorn_config(settings)
+    logs.log_startup(
+        log,
+        "facewire REST",
+        f"http://{shown}:{port}",
+        settings,
+        fastapi=fastapi.__version__,
+        uvicorn=uvicorn.__version__,
+    )
+    server = DrainingServer(config)
+    if settings.workers > 1:
+        Multiprocess(config, target=server.run, sockets=[sock]).run()
+    else:
+        server.run(sockets=[sock])
+    log.info("facewire REST stopped")
