@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import cast
 
 import cv2
 import numpy as np
@@ -114,10 +115,13 @@ def decode_bgr(data: bytes, fmt: str, expected: Size) -> BGRImage:
     if image is None or image.ndim != 3 or image.shape[2] != 3:
         raise CorruptImage(f"corrupt {fmt} image: it cannot be decoded")
     height, width = image.shape[:2]
-    if (width, height) not in ((expected.width, expected.height), (expected.height, expected.width)):
+    if (width, height) not in (
+        (expected.width, expected.height),
+        (expected.height, expected.width),
+    ):
         # The header and the decoder disagree (beyond an EXIF rotation): a crafted file.
         raise CorruptImage(
             f"corrupt {fmt} image: header says {expected.width}×{expected.height}, "
             f"data decodes to {width}×{height}"
         )
-    return image
+    return cast(BGRImage, image)

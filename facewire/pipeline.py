@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import cast
 
 import cv2
 
@@ -38,14 +39,16 @@ def centre_crop(image: BGRImage) -> tuple[BGRImage, Crop]:
     if side != FRAME_SIZE:
         shrinking = side > FRAME_SIZE
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        crop = cv2.resize(crop, (FRAME_SIZE, FRAME_SIZE), interpolation=interpolation)
+        crop = cast(
+            BGRImage, cv2.resize(crop, (FRAME_SIZE, FRAME_SIZE), interpolation=interpolation)
+        )
     return crop, Crop(x0, y0, side)
 
 
 def detector_input(frame: BGRImage) -> BGRImage:
     """The FRAME_SIZE frame shrunk to DETECT_SIZE and made grayscale."""
     small = cv2.resize(frame, (DETECT_SIZE, DETECT_SIZE), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    return cast(BGRImage, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
 
 
 def to_frame_boxes(rects: list[Rect]) -> tuple[Box, ...]:

@@ -9,6 +9,7 @@ Invariants, for threads and for several processes sharing one folder:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -95,6 +96,12 @@ def _csv_line(fields: list[str] | tuple[str, ...]) -> str:
 _HEADER = _csv_line(CSV_COLUMNS)
 
 
+def _remove_quietly(path: Path) -> None:
+    """Best-effort clean-up that never hides the error being reported."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
 class FrameStore:
     """One storage folder: ``<utc>_<protocol>_<random>.jpg`` files and ``records.csv``."""
 
@@ -116,7 +123,7 @@ class FrameStore:
         try:
             self._append(line)
         except StorageError:
-            path.unlink(missing_ok=True)  # no image without its row
+            _remove_quietly(path)  # no image without its row
             raise
         return name
 
@@ -131,7 +138,7 @@ class FrameStore:
                 out.write(encoded.tobytes())
             os.replace(temporary, final)
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
+            _remove_quietly(temporary)
             raise StorageError(f"could not store the frame: {exc.strerror or exc}") from None
         return final
 

@@ -44,19 +44,20 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    common = {
-        "log_config": None,  # ours, from facewire.logs
-        "access_log": False,  # one debug line per request comes from the app instead
-        "timeout_graceful_shutdown": settings.grace_period_s,
-        "server_header": False,
-    }
     if settings.workers > 1:
         # Worker processes are spawned and build their own app from the environment.
-        return uvicorn.Config(
-            "rest_service.app:app_from_env", factory=True, workers=settings.workers, **common
-        )
-    app = create_app(settings, DataPlane.from_settings(settings, "rest"))
-    return uvicorn.Config(app, **common)
+        app: str | fastapi.FastAPI = "rest_service.app:app_from_env"
+    else:
+        app = create_app(settings, DataPlane.from_settings(settings, "rest"))
+    return uvicorn.Config(
+        app,
+        factory=settings.workers > 1,
+        workers=settings.workers,
+        log_config=None,  # ours, from facewire.logs
+        access_log=False,  # one debug line per request comes from the app instead
+        timeout_graceful_shutdown=int(settings.grace_period_s + 0.999),
+        server_header=False,
+    )
 
 
 def main() -> None:
@@ -74,9 +75,8 @@ def main() -> None:
         fastapi=fastapi.__version__,
         uvicorn=uvicorn.__version__,
     )
-    server = DrainingServer(config)
     if settings.workers > 1:
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[sock]).run()  # drains its workers on SIGTERM, returns
     else:
-        server.run(sockets=[sock])
+        DrainingServer(config).run(sockets=[sock])
     log.info("facewire REST stopped")

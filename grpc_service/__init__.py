@@ -1,0 +1,1 @@
+"""grpcio (asyncio) adapter: HTTP/2 + protobuf in front of ``facewire.DataPlane``."""

@@ -1,0 +1,3 @@
+from grpc_service.server import main
+
+main()

@@ -1,0 +1,61 @@
+"""The ``facewire.v1.FaceDetection`` servicer: converts messages and awaits the core."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from facewire.dataplane import DataPlane
+from facewire.errors import FacewireError
+from facewire.messages import DetectionResult
+from facewire.v1 import face_detection_pb2 as pb
+from facewire.v1 import face_detection_pb2_grpc as pb_grpc
+from grpc_service.converters import error_to_pb, request_to_core, result_to_pb
+from grpc_service.errors import grpc_status
+
+log = logging.getLogger("facewire.grpc")
+
+
+class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    async def _detect(self, message: pb.DetectRequest, protocol: str) -> DetectionResult:
+        result = await self.dataplane.detect(request_to_core(message, protocol))
+        log.debug(
+            "%s frame_id=%r model=%s faces=%d total=%.2fms",
+            protocol,
+            result.frame_id,
+            result.model.value,
+            len(result.boxes),
+            result.timings.total,
+        )
+        return result
+
+    async def Detect(  # noqa: N802 (the name is the RPC's)
+        self, request: pb.DetectRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DetectResponse:
+        try:
+            result = await self._detect(request, "grpc")
+        except FacewireError as exc:
+            log.debug("Detect -> %s %s", grpc_status(exc).name, exc.message)
+            await context.abort(grpc_status(exc), exc.message)
+        return result_to_pb(result, "grpc")
+
+    async def DetectStream(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[pb.DetectRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.DetectResponse]:
+        # One frame at a time, so responses come back in request order.
+        async for request in request_iterator:
+            try:
+                result = await self._detect(request, "grpc-stream")
+            except FacewireError as exc:
+                log.debug("DetectStream frame -> %s %s", grpc_status(exc).name, exc.message)
+                yield error_to_pb(request.frame_id, request.model, "grpc-stream", exc)
+            else:
+                yield result_to_pb(result, "grpc-stream")

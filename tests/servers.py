@@ -1,0 +1,149 @@
+"""Real services for tests: in-process on ephemeral loopback ports, or as subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TypeVar
+
+import uvicorn
+
+from facewire.dataplane import DataPlane
+from facewire.settings import Settings
+from grpc_service.server import GrpcService, create_server
+from rest_service.app import create_app
+from rest_service.server import DrainingServer, bind_socket
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def rest_server(settings: Settings) -> Iterator[str]:
+    """A REST service in a thread; yields its base URL."""
+    app = create_app(settings, DataPlane.from_settings(settings, "rest"))
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="on"
+    )
+    server = DrainingServer(config)
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), what="REST start-up")
+        assert server.started, "the REST server failed to start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@contextmanager
+def grpc_server(settings: Settings) -> Iterator[str]:
+    """A gRPC service on its own event loop in a thread; yields its target."""
+    settings = settings.model_copy(update={"grpc_port": 0})  # never a fixed port in tests
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coro_factory: Callable[[], object]) -> object:
+        future: Future[object] = asyncio.run_coroutine_threadsafe(coro_factory(), loop)  # type: ignore[arg-type]
+        return future.result(timeout=30)
+
+    async def build() -> GrpcService:
+        service = create_server(settings, DataPlane.from_settings(settings, "grpc"))
+        await service.start()
+        return service
+
+    service = run(build)
+    assert isinstance(service, GrpcService)
+    try:
+        yield f"127.0.0.1:{service.port}"
+    finally:
+        run(lambda: service.stop(grace=5))
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=15)
+        loop.close()
+
+
+class ServiceProcess:
+    """``python -m <module>`` with FACEWIRE_* settings; knows its address from its log."""
+
+    def __init__(self, module: str, env: dict[str, str]) -> None:
+        self.module = module
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(self.process.stdout,))
+        self._reader.daemon = True
+        self._reader.start()
+
+    def _read(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        for line in stream:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def address(self, timeout: float = 30.0) -> str:
+        """host:port from the 'listening on' start-up line."""
+
+        def find() -> str | None:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.module} exited early:\n{self.output}")
+            match = re.search(r"listening on (?:http://)?([\d.]+:\d+)", self.output)
+            return match.group(1) if match else None
+
+        return wait_for(find, timeout, f"{self.module} to listen")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        code = self.process.wait(timeout)
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        self._reader.join(timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._close()

@@ -1,0 +1,133 @@
+"""The gRPC service, over a real HTTP/2 channel on an ephemeral port."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from facewire.settings import Settings
+from facewire.v1 import face_detection_pb2 as pb
+from facewire.v1 import face_detection_pb2_grpc as pb_grpc
+from grpc_service.server import ENVELOPE_BYTES
+from tests.cases import LIMIT, BadCase, assert_clean_message, bad_case_ids, bad_cases
+from tests.conftest import Fixture, assert_face_near
+
+CODES = {
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def box_dict(box: pb.Box) -> dict[str, int]:
+    return {"x": box.x, "y": box.y, "width": box.width, "height": box.height}
+
+
+def request_for(case: BadCase) -> pb.DetectRequest:
+    return pb.DetectRequest(
+        image=case.image, model=case.model, save=case.save, frame_id=case.frame_id
+    )
+
+
+def test_detect(stub: pb_grpc.FaceDetectionStub, face: Fixture) -> None:
+    reply = stub.Detect(pb.DetectRequest(image=face.data, frame_id="f-1"), timeout=30)
+    assert reply.protocol == "grpc"
+    assert reply.model == "haar"
+    assert reply.frame_id == "f-1"
+    assert len(reply.boxes) == 1
+    assert_face_near(box_dict(reply.boxes[0]), face.faces[0])
+    assert (reply.frame.width, reply.frame.height) == (720, 720)
+    assert (reply.crop.x, reply.crop.y, reply.crop.size) == (280, 0, 720)
+    assert (reply.image.width, reply.image.height) == (1280, 720)
+    assert reply.timings.total_ms > 0
+    assert reply.timings.detect_ms > 0
+    assert not reply.HasField("saved_image")
+    assert not reply.HasField("error")
+
+
+def test_detect_save(stub: pb_grpc.FaceDetectionStub, face: Fixture, settings: Settings) -> None:
+    reply = stub.Detect(pb.DetectRequest(image=face.data, save=True), timeout=30)
+    assert "_grpc_" in reply.saved_image
+    assert (settings.storage_dir_for("grpc") / reply.saved_image).is_file()
+    assert reply.timings.save_ms > 0
+
+
+@pytest.mark.parametrize("case", bad_cases(), ids=bad_case_ids())
+def test_detect_bad_input(stub: pb_grpc.FaceDetectionStub, case: BadCase, face: Fixture) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Detect(request_for(case), timeout=30)
+    error = caught.value
+    assert error.code() == CODES[case.kind], error.details()
+    assert case.says in error.details()
+    assert_clean_message(error.details())
+    # The same channel (and HTTP/2 connection) serves the next call.
+    assert len(stub.Detect(pb.DetectRequest(image=face.data), timeout=30).boxes) == 1
+
+
+def test_stream_bad_frames_get_error_responses_and_the_stream_goes_on(
+    stub: pb_grpc.FaceDetectionStub, face: Fixture
+) -> None:
+    cases = bad_cases()
+    requests = []
+    for i, case in enumerate(cases):
+        requests.append(pb.DetectRequest(image=face.data, frame_id=f"good-{i}"))
+        bad = request_for(case)
+        bad.frame_id = case.frame_id or case.id
+        requests.append(bad)
+    requests.append(pb.DetectRequest(image=face.data, frame_id="last"))
+    replies = list(stub.DetectStream(iter(requests), timeout=120))
+    assert len(replies) == len(requests)
+    for request, reply in zip(requests, replies, strict=True):
+        assert reply.frame_id == request.frame_id
+        assert reply.protocol == "grpc-stream"
+    for case, reply in zip(cases, replies[1::2], strict=True):
+        assert reply.HasField("error"), case.id
+        assert reply.error.code == CODES[case.kind].value[0], (case.id, reply.error)
+        assert case.says in reply.error.message
+        assert_clean_message(reply.error.message)
+        assert len(reply.boxes) == 0
+    for reply in replies[0::2]:
+        assert not reply.HasField("error")
+        assert len(reply.boxes) == 1
+
+
+def test_stream_answers_100_frames_in_order(
+    stub: pb_grpc.FaceDetectionStub, face: Fixture, noface: Fixture
+) -> None:
+    frames = [face.data if i % 3 else noface.data for i in range(100)]
+    requests = (pb.DetectRequest(image=f, frame_id=str(i)) for i, f in enumerate(frames))
+    replies = list(stub.DetectStream(requests, timeout=300))
+    assert [r.frame_id for r in replies] == [str(i) for i in range(100)]
+    assert [len(r.boxes) for r in replies] == [1 if i % 3 else 0 for i in range(100)]
+
+
+def test_message_far_over_the_limit_is_refused_by_grpc_itself(
+    stub: pb_grpc.FaceDetectionStub, face: Fixture
+) -> None:
+    huge = pb.DetectRequest(image=b"\x00" * (LIMIT + ENVELOPE_BYTES + 1))
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Detect(huge, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert len(stub.Detect(pb.DetectRequest(image=face.data), timeout=30).boxes) == 1
+
+
+def test_health_reports_serving(channel: grpc.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "facewire.v1.FaceDetection"):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_and_describes_the_service(channel: grpc.Channel) -> None:
+    database = ProtoReflectionDescriptorDatabase(channel)
+    services = database.get_services()
+    assert "facewire.v1.FaceDetection" in services
+    assert "grpc.health.v1.Health" in services
+    pool = descriptor_pool.DescriptorPool(database)
+    service = pool.FindServiceByName("facewire.v1.FaceDetection")
+    assert {m.name for m in service.methods} == {"Detect", "DetectStream"}
+    assert service.methods_by_name["DetectStream"].client_streaming

@@ -1,0 +1,198 @@
+"""The REST service, over real HTTP on an ephemeral port."""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+from collections.abc import Iterator
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+import pytest
+
+from facewire.settings import Settings
+from tests.cases import LIMIT, BadCase, assert_clean_message, bad_case_ids, bad_cases
+from tests.conftest import Fixture, assert_face_near
+
+
+@pytest.fixture
+def conn(rest_url: str) -> Iterator[http.client.HTTPConnection]:
+    parts = urlsplit(rest_url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    yield connection
+    connection.close()
+
+
+def post(
+    conn: http.client.HTTPConnection,
+    body: bytes,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, object], http.client.HTTPResponse]:
+    query = f"?{urlencode(params)}" if params else ""
+    conn.request("POST", f"/v1/detect{query}", body=body, headers=headers or {})
+    response = conn.getresponse()
+    payload = json.loads(response.read())
+    return response.status, payload, response
+
+
+def test_detect_raw_body(http: httpx.Client, face: Fixture) -> None:
+    response = http.post("/v1/detect", content=face.data, headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["protocol"] == "rest"
+    assert body["model"] == "haar"
+    assert body["frame_id"] == ""
+    assert len(body["boxes"]) == 1
+    assert_face_near(body["boxes"][0], face.faces[0])
+    assert body["frame"] == {"width": 720, "height": 720}
+    assert body["crop"] == {"x": 280, "y": 0, "size": 720}
+    assert body["image"] == {"width": 1280, "height": 720}
+    assert set(body["timings_ms"]) == {"decode", "preprocess", "detect", "save", "total", "queue"}
+    assert body["saved_image"] is None
+
+
+def test_detect_multipart_file_field(http: httpx.Client, face: Fixture) -> None:
+    raw = http.post("/v1/detect", content=face.data).json()
+    multipart = http.post(
+        "/v1/detect", files={"file": ("frame.jpg", face.data, "image/jpeg")}
+    ).json()
+    assert multipart["boxes"] == raw["boxes"]
+    assert multipart["crop"] == raw["crop"]
+
+
+def test_multipart_without_file_field(http: httpx.Client, face: Fixture) -> None:
+    response = http.post("/v1/detect", files={"image": ("frame.jpg", face.data, "image/jpeg")})
+    assert response.status_code == 400
+    assert "'file' field" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/json", "image/png", "application/octet-stream"],
+)
+def test_wrong_or_missing_content_type_is_accepted(
+    conn: http.client.HTTPConnection, face: Fixture, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, body, _ = post(conn, face.data, headers=headers)
+    assert status == 200
+    assert len(body["boxes"]) == 1
+
+
+def test_multipart_declared_but_raw_bytes_sent(http: httpx.Client, face: Fixture) -> None:
+    response = http.post(
+        "/v1/detect",
+        content=face.data,
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert response.status_code == 200
+    assert len(response.json()["boxes"]) == 1
+
+
+def test_frame_id_from_query_or_header(http: httpx.Client, face: Fixture) -> None:
+    by_header = http.post("/v1/detect", content=face.data, headers={"X-Frame-Id": "h-1"})
+    assert by_header.json()["frame_id"] == "h-1"
+    both = http.post(
+        "/v1/detect",
+        params={"frame_id": "q-1", "model": "echo"},
+        content=face.data,
+        headers={"X-Frame-Id": "h-1"},
+    )
+    assert both.json()["frame_id"] == "q-1"
+
+
+def test_save_writes_image_and_row(http: httpx.Client, face: Fixture, settings: Settings) -> None:
+    response = http.post(
+        "/v1/detect", params={"save": "true", "frame_id": "=cmd|calc"}, content=face.data
+    )
+    assert response.status_code == 200
+    body = response.json()
+    name = body["saved_image"]
+    assert name.endswith(".jpg")
+    assert "_rest_" in name
+    assert body["timings_ms"]["save"] > 0
+    folder = settings.storage_dir_for("rest")
+    assert (folder / name).stat().st_size > 0
+    with open(folder / "records.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["image"] == name]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["protocol"] == "rest"
+    assert row["model"] == "haar"
+    assert row["faces"] == "1"
+    assert row["frame_id"] == "'=cmd|calc"  # formula injection neutralised
+    assert json.loads(row["boxes"]) == body["boxes"]
+
+
+@pytest.mark.parametrize("case", bad_cases(), ids=bad_case_ids())
+def test_bad_input_gets_4xx_json_and_the_connection_serves_on(
+    conn: http.client.HTTPConnection, case: BadCase, face: Fixture
+) -> None:
+    params = {"model": case.model, "save": str(case.save).lower()}
+    if case.frame_id:
+        params["frame_id"] = case.frame_id
+    status, body, response = post(conn, case.image, params)
+    assert status == (400 if case.kind == "invalid" else 413), body
+    assert response.getheader("content-type") == "application/json"
+    detail = body["detail"]
+    assert isinstance(detail, str)
+    assert case.says in detail
+    assert_clean_message(detail)
+    socket_before = conn.sock
+    assert socket_before is not None, "the server closed the connection after the error"
+    status, body, _ = post(conn, face.data)
+    assert status == 200
+    assert len(body["boxes"]) == 1
+    assert conn.sock is socket_before  # the very same TCP connection
+
+
+def test_huge_declared_upload_is_refused_without_reading(rest_url: str) -> None:
+    parts = urlsplit(rest_url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    conn.putrequest("POST", "/v1/detect")
+    conn.putheader("Content-Length", str(LIMIT * 100))
+    conn.endheaders()
+    conn.send(b"\xff\xd8\xff" + b"\x00" * 1024)  # a start; the rest never comes
+    response = conn.getresponse()
+    assert response.status == 413
+    assert "upload too large" in json.loads(response.read())["detail"]
+    assert response.getheader("connection") == "close"
+    conn.close()
+
+
+def test_chunked_body_over_the_limit(http: httpx.Client, face: Fixture) -> None:
+    def chunks() -> Iterator[bytes]:
+        piece = b"\x00" * (1024 * 1024)
+        for _ in range(LIMIT // len(piece) + 2):
+            yield piece
+
+    response = http.post("/v1/detect", content=chunks())
+    assert response.status_code == 413
+    assert "upload too large" in response.json()["detail"]
+    assert http.post("/v1/detect", content=face.data).status_code == 200
+
+
+def test_malformed_query_value(http: httpx.Client, face: Fixture) -> None:
+    response = http.post("/v1/detect", params={"save": "perhaps"}, content=face.data)
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_health_ready_metrics_and_docs(http: httpx.Client, face: Fixture) -> None:
+    assert http.get("/healthz").json() == {"status": "ok"}
+    assert http.get("/readyz").json() == {"status": "ready"}
+    http.post("/v1/detect", params={"model": "nope"}, content=face.data)
+    http.post("/v1/detect", content=face.data)
+    metrics = http.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert 'facewire_requests_total{model="haar",protocol="rest",status="ok"}' in text
+    assert 'status="invalid_input"' in text
+    assert 'facewire_request_duration_seconds_bucket{le="0.5",model="haar",protocol="rest"}' in text
+    assert 'facewire_stage_duration_seconds_count{protocol="rest",stage="detect"}' in text
+    assert http.get("/docs").status_code == 200
+    schema = http.get("/openapi.json").json()
+    body = schema["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
+    assert {"image/*", "application/octet-stream", "multipart/form-data"} <= set(body)

@@ -1,0 +1,168 @@
+"""Storage rules of section 2, directly and through both services."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from facewire.messages import DetectionResult, Model
+from facewire.settings import Settings
+from facewire.storage import CSV_COLUMNS, FrameStore, Record, spreadsheet_safe
+from facewire.v1 import face_detection_pb2 as pb
+from facewire.v1 import face_detection_pb2_grpc as pb_grpc
+from tests import images
+from tests.conftest import Fixture
+from tests.servers import grpc_server, rest_server
+
+
+def read_rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "records.csv", newline="") as f:
+        return list(csv.DictReader(f, strict=True))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FrameStore:
+    return FrameStore(tmp_path / "store")
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [("=1+1", "'=1+1"), ("+x", "'+x"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"), ("ok=1", "ok=1")],
+)
+def test_spreadsheet_formulas_are_neutralised(raw: str, stored: str) -> None:
+    assert spreadsheet_safe(raw) == stored
+
+
+def test_header_once_and_rows_in_order(store: FrameStore, face: Fixture) -> None:
+    frame = images.decode(face.data)[:, 280:1000]
+    names = [
+        store.save(frame, Record("rest", DetectionResult(str(i), Model.HAAR))) for i in range(3)
+    ]
+    lines = (store.directory / "records.csv").read_text().splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS)
+    assert sum(line == lines[0] for line in lines) == 1
+    rows = read_rows(store.directory)
+    assert [r["image"] for r in rows] == names
+    assert [r["frame_id"] for r in rows] == ["0", "1", "2"]
+    assert len(set(names)) == 3
+    for row in rows:
+        assert row["timestamp"].endswith("+00:00")  # UTC, ISO 8601
+    assert not list(store.directory.glob(".*.tmp"))
+
+
+def test_a_torn_last_row_is_dropped_before_the_next_append(
+    store: FrameStore, face: Fixture
+) -> None:
+    frame = images.decode(face.data)[:, 280:1000]
+    store.save(frame, Record("rest", DetectionResult("a", Model.HAAR)))
+    with open(store.csv_path, "a") as f:
+        f.write("2026-01-01T00:00:00+00:00,rest,torn")  # a crash mid-row, no newline
+    store.save(frame, Record("rest", DetectionResult("b", Model.HAAR)))
+    assert [r["frame_id"] for r in read_rows(store.directory)] == ["a", "b"]
+
+
+@pytest.fixture
+def fragile_settings(tmp_path: Path) -> Settings:
+    return Settings(storage_dir=tmp_path / "fragile", threads=2)
+
+
+@pytest.fixture
+def both_services(fragile_settings: Settings) -> Iterator[tuple[str, str]]:
+    with rest_server(fragile_settings) as url, grpc_server(fragile_settings) as target:
+        yield url, target
+
+
+def test_failed_save_is_a_clear_error_and_the_services_keep_serving(
+    both_services: tuple[str, str], fragile_settings: Settings, face: Fixture
+) -> None:
+    url, target = both_services
+    folder = fragile_settings.storage_dir_for("rest")
+    with httpx.Client(base_url=url) as http, grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.FaceDetectionStub(channel)
+        assert http.post("/v1/detect", params={"save": "true"}, content=face.data).is_success
+        # Storage becomes unusable (as root, permissions do not stop us; a file does).
+        shutil.rmtree(folder)
+        folder.write_text("not a folder")
+        response = http.post("/v1/detect", params={"save": "true"}, content=face.data)
+        assert response.status_code == 507
+        assert response.json()["detail"].startswith("could not store the frame")
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Detect(pb.DetectRequest(image=face.data, save=True), timeout=30)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "could not store the frame" in caught.value.details()
+        # Detection without saving is unaffected, and saving recovers with the folder.
+        assert len(http.post("/v1/detect", content=face.data).json()["boxes"]) == 1
+        folder.unlink()
+        folder.mkdir()
+        assert http.post("/v1/detect", params={"save": "true"}, content=face.data).is_success
+        assert len(read_rows(folder)) == 1
+
+
+def test_concurrent_saves_from_threads_and_processes(tmp_path: Path, face: Fixture) -> None:
+    """200 saves from threads over REST, gRPC and a second REST process, one folder."""
+    from tests.servers import ServiceProcess
+
+    settings = Settings(storage_dir=tmp_path / "shared", threads=2)
+    env = {"FACEWIRE_STORAGE_DIR": str(settings.storage_dir), "FACEWIRE_REST_PORT": "0"}
+    with (
+        rest_server(settings) as url,
+        grpc_server(settings) as target,
+        ServiceProcess("rest_service", env) as worker,
+    ):
+        other_url = f"http://{worker.address()}"
+        with httpx.Client(base_url=other_url) as probe:
+            from tests.servers import wait_for
+
+            wait_for(lambda: _ready(probe), what="second REST process ready")
+
+        def send(i: int) -> str:
+            frame_id = f"frame-{i}"
+            if i % 3 == 0:
+                with grpc.insecure_channel(target) as channel:
+                    reply = pb_grpc.FaceDetectionStub(channel).Detect(
+                        pb.DetectRequest(image=face.data, save=True, frame_id=frame_id), timeout=60
+                    )
+                    return reply.saved_image
+            base = url if i % 3 == 1 else other_url
+            response = httpx.post(
+                f"{base}/v1/detect",
+                params={"save": "true", "frame_id": frame_id},
+                content=face.data,
+                timeout=60,
+            )
+            response.raise_for_status()
+            return str(response.json()["saved_image"])
+
+        with ThreadPoolExecutor(16) as pool:
+            names = list(pool.map(send, range(200)))
+        assert worker.stop() == 0
+
+    folder = settings.storage_dir
+    assert folder is not None
+    rows = read_rows(folder)
+    assert len(rows) == 200
+    assert sorted(r["image"] for r in rows) == sorted(names)
+    assert sorted(r["frame_id"] for r in rows) == sorted(f"frame-{i}" for i in range(200))
+    assert {r["protocol"] for r in rows} == {"rest", "grpc"}
+    assert len(list(folder.glob("*.jpg"))) == 200
+    for row in rows:
+        assert len(row) == len(CSV_COLUMNS)
+        assert row["faces"] == "1"
+        image = folder / row["image"]
+        assert images.decode(image.read_bytes()).shape == (720, 720, 3)
+    header = ",".join(CSV_COLUMNS)
+    assert (folder / "records.csv").read_text().count(header) == 1
+
+
+def _ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
