@@ -8,7 +8,7 @@ COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps run serve run-rest run-grpc test pytest lint format proto \
-        fixtures docker-lint docker-up docker-down docker-smoke clean
+        fixtures docker-lint docker-up docker-down docker-smoke constraints clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -73,3 +73,9 @@ docker-smoke: setup ## Where Docker runs: compose up, one request per protocol, 
 
 clean: ## Remove the venv and caches (not ./storage)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+
+constraints: ## Re-freeze docker/constraints.txt from a clean headless install
+	rm -rf /tmp/facewire-constraints && $(PYTHON) -m venv /tmp/facewire-constraints
+	/tmp/facewire-constraints/bin/pip install --quiet '.[headless]'
+	{ head -2 docker/constraints.txt; /tmp/facewire-constraints/bin/pip freeze --exclude-editable \
+	  | grep -v '^facewire'; } > docker/constraints.txt.new && mv docker/constraints.txt.new docker/constraints.txt

@@ -131,3 +131,38 @@ def test_reflection_lists_and_describes_the_service(channel: grpc.Channel) -> No
     service = pool.FindServiceByName("facewire.v1.FaceDetection")
     assert {m.name for m in service.methods} == {"Detect", "DetectStream"}
     assert service.methods_by_name["DetectStream"].client_streaming
+
+
+def test_grpcurl_lists_describes_and_calls_through_reflection(
+    grpc_target: str, face: Fixture
+) -> None:
+    """The README's grpcurl examples, with the real grpcurl binary."""
+    import base64
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    grpcurl = Path(sys.executable).parent / "grpcurl"
+    listed = subprocess.run(
+        [grpcurl, "-plaintext", grpc_target, "list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "facewire.v1.FaceDetection" in listed
+    described = subprocess.run(
+        [grpcurl, "-plaintext", grpc_target, "describe", "facewire.v1.FaceDetection"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "rpc DetectStream ( stream .facewire.v1.DetectRequest )" in described
+    request = json.dumps({"image": base64.b64encode(face.data).decode(), "frame_id": "curl"})
+    reply = subprocess.run(
+        [grpcurl, "-plaintext", "-d", "@", grpc_target, "facewire.v1.FaceDetection/Detect"],
+        input=request,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    answer = json.loads(reply)
+    assert answer["frame_id"] == "curl"
+    assert len(answer["boxes"]) == 1
