@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run serve run-rest run-grpc test pytest lint format proto \
+.PHONY: help setup system-deps run gui serve run-rest run-grpc test pytest lint format proto \
         fixtures docker-lint docker-up docker-down docker-smoke constraints clean
 
 help: ## List the targets
@@ -26,7 +26,11 @@ setup: $(STAMP) ## Create .venv and install facewire with the GUI OpenCV wheel a
 system-deps: ## Install the Debian packages the tests need (only those missing)
 	./scripts/system-deps.sh
 
-run: serve ## The main job: start both services (the GUI issue adds the webcam window)
+run: setup ## The main job: both services + the GUI (or, with no display, a headless comparison)
+	$(BIN)/python -m client.lab
+
+gui: setup ## The GUI alone, against services already running (ARGS="--source sample --mode both")
+	$(BIN)/python -m client $(ARGS)
 
 serve: setup ## Both services locally, no Docker; Ctrl-C stops both
 	$(BIN)/python -m facewire.serve

@@ -3,6 +3,8 @@
 - face_1280x720.jpg: NASA's astronaut portrait (public domain), scaled 1.25x and placed
   on a neutral frame so that the face sits at a known place.
 - noface_1280x720.jpg: NASA's rocket photo (public domain), no face.
+- client/assets/astronaut_head.jpg: the astronaut's head, which the GUI's built-in
+  ``sample`` source moves around a frame (so the lab works without a camera).
 
 The expected face box is derived geometrically from where the face is in the original
 photo, not from running our detector, and written to fixtures.json for the tests.
@@ -17,7 +19,9 @@ import cv2
 import numpy as np
 from skimage import data
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "fixtures"
+ASSETS = ROOT / "client" / "assets"
 WIDTH, HEIGHT = 1280, 720
 FRAME = 720
 JPEG_QUALITY = 90
@@ -57,6 +61,15 @@ def noface_frame() -> np.ndarray:
     return cv2.resize(rocket, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
 
 
+# The head, with margins the cascade needs around the face, in data.astronaut() pixels.
+HEAD = (135, 20, 180, 190)  # x, y, width, height
+
+
+def astronaut_head() -> np.ndarray:
+    x, y, w, h = HEAD
+    return _bgr(data.astronaut())[y : y + h, x : x + w].copy()
+
+
 def _write_jpeg(path: Path, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     assert ok
@@ -72,6 +85,8 @@ def main() -> None:
         "face_1280x720.jpg": {"size": [WIDTH, HEIGHT], "faces_in_720_frame": [expected]},
         "noface_1280x720.jpg": {"size": [WIDTH, HEIGHT], "faces_in_720_frame": []},
     }
+    ASSETS.mkdir(parents=True, exist_ok=True)
+    _write_jpeg(ASSETS / "astronaut_head.jpg", astronaut_head())
     (OUT / "fixtures.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote fixtures to {OUT}: expected face {expected}")
 

@@ -1,0 +1,84 @@
+"""``python -m client``: the webcam GUI, or ``--headless`` for a short comparison."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from client.engine import MODES, Engine
+from client.sources import SourceError, open_source
+from client.summary import print_table, write_csv
+from client.transports import PROTOCOLS, ProtocolName, Transport, make_transport
+
+log = logging.getLogger("facewire.client")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m client", description=__doc__)
+    p.add_argument("--source", default="0", help="camera index, video file, folder, sample, auto")
+    p.add_argument("--rest-url", default="http://127.0.0.1:8001")
+    p.add_argument("--grpc-target", default="127.0.0.1:50051")
+    p.add_argument("--mode", choices=list(MODES), default="rest", help="mode to start in")
+    p.add_argument("--jpeg-quality", type=int, default=90, choices=range(1, 101), metavar="1-100")
+    p.add_argument("--width", type=int, default=1280, help="asked of the camera")
+    p.add_argument("--height", type=int, default=720, help="asked of the camera")
+    p.add_argument("--model", choices=("haar", "decode", "echo"), default="haar")
+    p.add_argument("--summary-csv", type=Path, help="write the summary table here on quit")
+    p.add_argument("--headless", action="store_true", help="no window: compare and print")
+    p.add_argument("--frames", type=int, default=100, help="frames per protocol (--headless)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    try:
+        source, notice = open_source(args.source, args.width, args.height)
+    except SourceError as error:
+        print(f"facewire client: {error}", file=sys.stderr)
+        return 2
+    if notice:
+        log.info("%s", notice)
+
+    def connect(protocol: ProtocolName) -> Transport:
+        return make_transport(protocol, args.rest_url, args.grpc_target)
+
+    if args.headless:
+        from client.headless import compare
+
+        try:
+            summaries = compare(
+                source,
+                connect,
+                PROTOCOLS,
+                frames=args.frames,
+                model=args.model,
+                jpeg_quality=args.jpeg_quality,
+            )
+        finally:
+            source.close()
+    else:
+        from client.gui import run_window
+
+        engine = Engine(
+            source, connect, mode=args.mode, model=args.model, jpeg_quality=args.jpeg_quality
+        )
+        engine.start()
+        try:
+            run_window(engine, notice)
+        finally:
+            engine.stop()
+        every = [worker.stats.summary() for worker in engine.workers.values()]
+        summaries = [s for s in every if s.count or s.errors]  # the protocols that were used
+    print_table(summaries)
+    if args.summary_csv:
+        write_csv(summaries, args.summary_csv)
+        log.info("summary written to %s", args.summary_csv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

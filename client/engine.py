@@ -1,0 +1,242 @@
+"""Runs capture and one worker per protocol, independently of the display.
+
+- Capture reads the source, JPEG-encodes each frame once, and publishes it as the
+  newest frame. Workers always take the newest, so stale frames are dropped and a slow
+  protocol never holds back a fast one (or the window).
+- Each protocol has its own thread and its own connection. In mode ``both`` the REST and
+  gRPC workers get the very same encoded bytes at the same moment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from client.sources import FrameSource, Image, SourceError
+from client.stats import ProtocolStats
+from client.transports import PROTOCOLS, ProtocolName, Reply, Transport, TransportError
+
+log = logging.getLogger("facewire.client")
+
+MODES: dict[str, tuple[ProtocolName, ...]] = {
+    "rest": ("rest",),
+    "grpc": ("grpc",),
+    "both": ("rest", "grpc"),
+    "stream": ("grpc-stream",),
+}
+RETRY_SECONDS = 0.5  # pause after an unreachable server before trying again
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    seq: int
+    image: Image
+    jpeg: bytes
+    encode_ms: float
+
+
+class FrameSlot:
+    """The newest frame; waiting readers wake when a newer one is published."""
+
+    def __init__(self) -> None:
+        self._frame: Frame | None = None
+        self._changed = threading.Condition()
+
+    def publish(self, frame: Frame) -> None:
+        with self._changed:
+            self._frame = frame
+            self._changed.notify_all()
+
+    def newest(self) -> Frame | None:
+        with self._changed:
+            return self._frame
+
+    def wait_newer(self, seq: int, timeout: float) -> Frame | None:
+        """A frame newer than ``seq``, or None after ``timeout`` seconds."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._frame is not None and self._frame.seq > seq, timeout
+            )
+            frame = self._frame
+        return frame if frame is not None and frame.seq > seq else None
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A protocol's latest answer with the frame it was for."""
+
+    frame: Frame
+    reply: Reply
+
+
+class ProtocolWorker:
+    def __init__(
+        self,
+        protocol: ProtocolName,
+        connect: Callable[[ProtocolName], Transport],
+        slot: FrameSlot,
+        options: Callable[[], tuple[str, bool]],
+    ) -> None:
+        self.protocol = protocol
+        self.stats = ProtocolStats(protocol)
+        self.shown: Shown | None = None
+        self._connect = connect
+        self._slot = slot
+        self._options = options  # (model, save), read at send time
+        self._active = threading.Event()
+        self._stop = threading.Event()
+        self._transport: Transport | None = None
+        self._thread = threading.Thread(target=self._run, name=f"worker-{protocol}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def set_active(self, active: bool) -> None:
+        if active and not self._active.is_set():
+            self.stats.activate()
+            self.stats.set_state("connecting")
+            self._active.set()
+        elif not active and self._active.is_set():
+            self._active.clear()
+            self.stats.deactivate()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._active.set()  # wake it so it sees the stop
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        if self._transport is not None:
+            self._transport.close()
+
+    def _run(self) -> None:
+        seen = -1
+        while not self._stop.is_set():
+            if not self._active.wait(0.2):
+                continue
+            frame = self._slot.wait_newer(seen, 0.2)
+            if frame is None or self._stop.is_set() or not self._active.is_set():
+                continue
+            seen = frame.seq
+            self._send(frame)
+
+    def _send(self, frame: Frame) -> None:
+        model, save = self._options()
+        previous = self.stats.state
+        try:
+            if self._transport is None:
+                self._transport = self._connect(self.protocol)
+            reply = self._transport.detect(
+                frame.jpeg, model=model, save=save, frame_id=str(frame.seq)
+            )
+        except TransportError as error:
+            state = "unreachable" if error.kind == "unreachable" else "error"
+            if state != previous:
+                log.info("%s: %s (%s)", self.protocol, state, error.message)
+            self.stats.record_error(state, error.message)
+            if error.kind == "unreachable":
+                self._stop.wait(RETRY_SECONDS)  # the server is down: do not spin
+            return
+        if previous != "connected":
+            log.info("%s: connected", self.protocol)
+        self.stats.record(
+            reply.latency_ms, reply.result.timings.total, reply.bytes_sent, reply.bytes_received
+        )
+        self.shown = Shown(frame, reply)
+
+
+class Engine:
+    """Capture, encode once, fan out to the active protocols; the GUI only reads it."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        connect: Callable[[ProtocolName], Transport],
+        *,
+        mode: str = "rest",
+        model: str = "haar",
+        jpeg_quality: int = 90,
+    ) -> None:
+        self.source = source
+        self.model = model
+        self.jpeg_quality = jpeg_quality
+        self.save = False
+        self.mode = mode
+        self.source_error = ""
+        self.slot = FrameSlot()
+        self.workers = {p: ProtocolWorker(p, connect, self.slot, self._options) for p in PROTOCOLS}
+        self._stop = threading.Event()
+        self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
+
+    def _options(self) -> tuple[str, bool]:
+        return self.model, self.save
+
+    def start(self) -> None:
+        for worker in self.workers.values():
+            worker.start()
+        self._capture.start()
+        self.set_mode(self.mode)
+
+    def set_mode(self, mode: str) -> None:
+        active = MODES[mode]
+        self.mode = mode
+        for protocol, worker in self.workers.items():
+            worker.set_active(protocol in active)
+        log.info("mode -> %s", mode)
+
+    def toggle_save(self) -> None:
+        self.save = not self.save
+        log.info("save -> %s", "on" if self.save else "off")
+
+    def reset(self) -> None:
+        for worker in self.workers.values():
+            worker.stats.reset()
+        log.info("metrics reset")
+
+    def active_workers(self) -> list[ProtocolWorker]:
+        return [self.workers[p] for p in MODES[self.mode]]
+
+    def stop(self) -> None:
+        """Stop capture and workers, close connections and release the source."""
+        self._stop.set()
+        for worker in self.workers.values():
+            worker.stop()
+        self._capture.join(timeout=5)
+        for worker in self.workers.values():
+            worker.join(timeout=5)
+        self.source.close()
+
+    def _capture_loop(self) -> None:
+        seq = 0
+        period = 1.0 / self.source.fps if self.source.fps else 0.0
+        due = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                image = self.source.read()
+            except SourceError as error:
+                self.source_error = str(error)
+                log.warning("source: %s", error)
+                self._stop.wait(1.0)
+                continue
+            frame = encode_frame(seq, image, self.jpeg_quality)
+            self.slot.publish(frame)
+            seq += 1
+            if period:  # files and the sample are paced; cameras pace themselves
+                due += period
+                self._stop.wait(max(0.0, due - time.monotonic()))
+                due = max(due, time.monotonic() - period)  # never try to catch up a backlog
+
+
+def encode_frame(seq: int, image: Image, quality: int) -> Frame:
+    start = time.perf_counter_ns()
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise SourceError("JPEG encoding failed")
+    encode_ms = (time.perf_counter_ns() - start) / 1e6
+    return Frame(seq, image, np.asarray(buffer).tobytes(), encode_ms)
