@@ -31,7 +31,7 @@ def has_display() -> bool:
 
 
 def addresses(settings: Settings) -> tuple[str, str]:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{settings.rest_port}", f"{shown}:{settings.grpc_port}"
 
@@ -52,7 +52,7 @@ def services(rest_url: str, grpc_target: str) -> Iterator[None]:
         yield
         return
     log.info("starting both services (python -m facewire.serve)")
-    child = subprocess.Popen([sys.executable, "-m", "facewire.serve"])  # noqa: S603
+    child = subprocess.Popen([sys.executable, "-m", "facewire.serve"])
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not ready(rest_url, grpc_target):

@@ -69,7 +69,7 @@ class VideoSource:
             raise SourceError(f"{path} is not a readable video")
         self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         reported = self._capture.get(cv2.CAP_PROP_FPS)
-        self.fps = reported if 0 < reported <= 240 else SAMPLE_FPS
+        self.fps: float | None = reported if 0 < reported <= 240 else SAMPLE_FPS
         self.description = f"video {path.name}"
 
     def read(self) -> Image:
@@ -93,7 +93,7 @@ class FolderSource:
         if not self._paths:
             raise SourceError(f"{path} holds no JPEG, PNG, WebP or BMP images")
         self._next = 0
-        self.fps = fps
+        self.fps: float | None = fps
         self.description = f"folder {path.name} ({len(self._paths)} images)"
 
     def read(self) -> Image:

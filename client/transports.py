@@ -179,14 +179,14 @@ class GrpcStreamTransport:
                     yield item
 
             call = self._stub.DetectStream(requests())
-            self._outbox, self._replies, self._call = outbox, call, call  # type: ignore[assignment]
+            self._outbox, self._replies, self._call = outbox, call, call
         return self._outbox, self._replies
 
     def _reset(self) -> None:
         if self._outbox is not None:
             self._outbox.put(_END)
         if self._call is not None:
-            self._call.cancel()  # type: ignore[attr-defined]
+            self._call.cancel()
         self._outbox = self._replies = self._call = None
 
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
@@ -217,7 +217,7 @@ class GrpcStreamTransport:
     def _cancel_call(self) -> None:
         call = self._call
         if call is not None:
-            call.cancel()  # type: ignore[attr-defined]
+            call.cancel()
 
     def close(self) -> None:
         self._reset()
