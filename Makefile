@@ -8,7 +8,7 @@ COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps run gui serve run-rest run-grpc test pytest lint format proto \
-        fixtures docker-lint docker-up docker-down docker-smoke constraints clean
+        screenshot fixtures docker-lint docker-up docker-down docker-smoke constraints clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,11 @@ format: setup ## Apply ruff's formatting and safe fixes
 
 proto: setup ## Regenerate facewire/v1 from proto/ (committed; a test checks freshness)
 	$(BIN)/python scripts/gen_proto.py
+
+screenshot: setup ## Refresh docs/img/gui-both.png from the Xvfb GUI test's own run
+	mkdir -p docs/img
+	FACEWIRE_SCREENSHOT_OUT=docs/img/gui-both.png $(BIN)/python -m pytest -q \
+	  tests/test_gui.py::test_gui_modes_save_reset_quit
 
 fixtures: setup ## Rebuild the committed test images from scikit-image's astronaut
 	$(BIN)/python scripts/make_fixtures.py

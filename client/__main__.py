@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=720, help="asked of the camera")
     p.add_argument("--model", choices=("haar", "decode", "echo"), default="haar")
     p.add_argument("--summary-csv", type=Path, help="write the summary table here on quit")
+    p.add_argument("--log-every", type=float, default=10.0, help="seconds between stats lines")
     p.add_argument("--headless", action="store_true", help="no window: compare and print")
     p.add_argument("--frames", type=int, default=100, help="frames per protocol (--headless)")
     return p
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         engine.start()
         try:
-            run_window(engine, notice)
+            run_window(engine, notice, args.log_every)
         finally:
             engine.stop()
         every = [worker.stats.summary() for worker in engine.workers.values()]

@@ -39,6 +39,9 @@ class Frame:
     image: Image
     jpeg: bytes
     encode_ms: float
+    #: Options stamped at capture, so that "save on from frame N" is exact.
+    model: str = "haar"
+    save: bool = False
 
 
 class FrameSlot:
@@ -81,14 +84,12 @@ class ProtocolWorker:
         protocol: ProtocolName,
         connect: Callable[[ProtocolName], Transport],
         slot: FrameSlot,
-        options: Callable[[], tuple[str, bool]],
     ) -> None:
         self.protocol = protocol
         self.stats = ProtocolStats(protocol)
         self.shown: Shown | None = None
         self._connect = connect
         self._slot = slot
-        self._options = options  # (model, save), read at send time
         self._active = threading.Event()
         self._stop = threading.Event()
         self._transport: Transport | None = None
@@ -99,6 +100,7 @@ class ProtocolWorker:
 
     def set_active(self, active: bool) -> None:
         if active and not self._active.is_set():
+            self.shown = None  # never show a picture from an earlier activation
             self.stats.activate()
             self.stats.set_state("connecting")
             self._active.set()
@@ -127,13 +129,12 @@ class ProtocolWorker:
             self._send(frame)
 
     def _send(self, frame: Frame) -> None:
-        model, save = self._options()
         previous = self.stats.state
         try:
             if self._transport is None:
                 self._transport = self._connect(self.protocol)
             reply = self._transport.detect(
-                frame.jpeg, model=model, save=save, frame_id=str(frame.seq)
+                frame.jpeg, model=frame.model, save=frame.save, frame_id=str(frame.seq)
             )
         except TransportError as error:
             state = "unreachable" if error.kind == "unreachable" else "error"
@@ -170,12 +171,11 @@ class Engine:
         self.mode = mode
         self.source_error = ""
         self.slot = FrameSlot()
-        self.workers = {p: ProtocolWorker(p, connect, self.slot, self._options) for p in PROTOCOLS}
+        self.workers = {p: ProtocolWorker(p, connect, self.slot) for p in PROTOCOLS}
+        self._options_lock = threading.Lock()  # save and the next frame number change together
+        self._next_seq = 0
         self._stop = threading.Event()
         self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
-
-    def _options(self) -> tuple[str, bool]:
-        return self.model, self.save
 
     def start(self) -> None:
         for worker in self.workers.values():
@@ -190,9 +190,12 @@ class Engine:
             worker.set_active(protocol in active)
         log.info("mode -> %s", mode)
 
-    def toggle_save(self) -> None:
-        self.save = not self.save
-        log.info("save -> %s", "on" if self.save else "off")
+    def toggle_save(self) -> int:
+        """Flip saving; returns the first frame number the new setting applies to."""
+        with self._options_lock:
+            self.save = not self.save
+            log.info("save -> %s from frame %d", "on" if self.save else "off", self._next_seq)
+            return self._next_seq
 
     def reset(self) -> None:
         for worker in self.workers.values():
@@ -213,7 +216,6 @@ class Engine:
         self.source.close()
 
     def _capture_loop(self) -> None:
-        seq = 0
         period = 1.0 / self.source.fps if self.source.fps else 0.0
         due = time.monotonic()
         while not self._stop.is_set():
@@ -224,19 +226,22 @@ class Engine:
                 log.warning("source: %s", error)
                 self._stop.wait(1.0)
                 continue
-            frame = encode_frame(seq, image, self.jpeg_quality)
-            self.slot.publish(frame)
-            seq += 1
+            with self._options_lock:
+                seq, save = self._next_seq, self.save
+                self._next_seq += 1
+            self.slot.publish(encode_frame(seq, image, self.jpeg_quality, self.model, save))
             if period:  # files and the sample are paced; cameras pace themselves
                 due += period
                 self._stop.wait(max(0.0, due - time.monotonic()))
                 due = max(due, time.monotonic() - period)  # never try to catch up a backlog
 
 
-def encode_frame(seq: int, image: Image, quality: int) -> Frame:
+def encode_frame(
+    seq: int, image: Image, quality: int, model: str = "haar", save: bool = False
+) -> Frame:
     start = time.perf_counter_ns()
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise SourceError("JPEG encoding failed")
     encode_ms = (time.perf_counter_ns() - start) / 1e6
-    return Frame(seq, image, np.asarray(buffer).tobytes(), encode_ms)
+    return Frame(seq, image, np.asarray(buffer).tobytes(), encode_ms, model, save)

@@ -64,13 +64,33 @@ def handle_key(engine: Engine, key: int) -> bool:
     return True
 
 
-def run_window(engine: Engine, notice: str = "") -> None:
+def log_stats(engine: Engine) -> None:
+    """One line per active protocol: a record of the session in the terminal."""
+    for worker in engine.active_workers():
+        s = worker.stats.snapshot()
+        latency = s.latency
+        pcts = "-" if latency is None else f"{latency.p50:.1f}/{latency.p95:.1f}/{latency.p99:.1f}"
+        log.info(
+            "%s: n=%d p50/p95/p99=%s ms, %.1f responses/s, errors %d",
+            worker.protocol,
+            s.count,
+            pcts,
+            s.throughput,
+            s.errors,
+        )
+
+
+def run_window(engine: Engine, notice: str = "", log_every: float = 10.0) -> None:
     """Show the window until q, Esc or the window is closed."""
     cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
     shown_at: deque[float] = deque(maxlen=30)
     log.info("window open")
+    next_log = time.monotonic() + log_every
     while True:
         shown_at.append(time.monotonic())
+        if log_every > 0 and shown_at[-1] >= next_log:
+            log_stats(engine)
+            next_log = shown_at[-1] + log_every
         span = shown_at[-1] - shown_at[0]
         fps = (len(shown_at) - 1) / span if span > 0 else 0.0
         cv2.imshow(TITLE, render(build_view(engine, fps, notice)))

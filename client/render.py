@@ -205,7 +205,14 @@ def _card(canvas: Image, panel: PanelView, card: Rect, color: tuple[int, int, in
         _put(canvas, text, x, y, width, TEXT)
     y += LINE_H
     error_color = BAD if s.errors else DIM
-    _put(canvas, f"errors {s.errors}   {s.last_error}", x, y, width, error_color)
+    spark_label = (
+        f"last {len(s.sparkline)}: {min(s.sparkline):.0f}-{max(s.sparkline):.0f} ms"
+        if s.sparkline
+        else ""
+    )
+    label_w = text_width(spark_label) + 12 if spark_label else 0
+    _put(canvas, f"errors {s.errors}   {s.last_error}", x, y, width - label_w, error_color)
+    _put(canvas, spark_label, x + width - label_w + 12, y, label_w, DIM)
     _sparkline(canvas, s.sparkline, Rect(x, y + 8, width, card.y + card.h - y - 14), color)
 
 
@@ -221,5 +228,3 @@ def _sparkline(
     ys = area.y + area.h - (data - low) / span * area.h
     points = np.stack([xs, ys], axis=1).round().astype(np.int32)
     cv2.polylines(canvas, [points], False, color, 1, cv2.LINE_AA)
-    label = f"{low:.0f}-{high:.0f} ms"
-    _put(canvas, label, area.x + area.w - text_width(label) - 2, area.y + 10, area.w, DIM)

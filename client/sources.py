@@ -16,6 +16,7 @@ Image = NDArray[np.uint8]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 SAMPLE_FPS = 30.0
 SAMPLE_LOOP_FRAMES = 300  # a 10 s loop at 30 fps
+AUTO_CAMERA = 0  # the camera ``auto`` tries first
 
 
 class SourceError(Exception):
@@ -170,7 +171,7 @@ def open_source(spec: str, width: int = 1280, height: int = 720) -> tuple[FrameS
         return SampleSource(width, height), ""
     if spec == "auto":
         try:
-            return CameraSource(0, width, height), ""
+            return CameraSource(AUTO_CAMERA, width, height), ""
         except SourceError:
             return SampleSource(width, height), "no camera found: showing the built-in sample"
     if spec.isdigit():

@@ -91,11 +91,19 @@ def grpc_server(settings: Settings) -> Iterator[str]:
 class ServiceProcess:
     """``python -m <module>`` with FACEWIRE_* settings; knows its address from its log."""
 
-    def __init__(self, module: str, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        module: str,
+        env: dict[str, str],
+        args: tuple[str, ...] = (),
+        unset: tuple[str, ...] = (),
+    ) -> None:
         self.module = module
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        for name in unset:
+            full_env.pop(name, None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", module],
+            [sys.executable, "-m", module, *args],
             cwd=ROOT,
             env=full_env,
             stdout=subprocess.PIPE,
@@ -116,6 +124,17 @@ class ServiceProcess:
     def output(self) -> str:
         return "".join(self.lines)
 
+    def wait_for_output(self, pattern: str, timeout: float = 30.0, since: int = 0) -> re.Match[str]:
+        """The first match of ``pattern`` in the output from offset ``since`` on."""
+
+        def find() -> re.Match[str] | None:
+            match = re.compile(pattern).search(self.output, since)
+            if match is None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.module} exited before {pattern!r}:\n{self.output}")
+            return match
+
+        return wait_for(find, timeout, f"{pattern!r} from {self.module}")
+
     def address(self, timeout: float = 30.0) -> str:
         """host:port from the 'listening on' start-up line."""
 
@@ -126,6 +145,12 @@ class ServiceProcess:
             return match.group(1) if match else None
 
         return wait_for(find, timeout, f"{self.module} to listen")
+
+    def both_addresses(self, timeout: float = 30.0) -> tuple[str, str]:
+        """(REST URL, gRPC target) of ``facewire.serve``, from its children's log lines."""
+        rest = self.wait_for_output(r"REST listening on (http://[\d.]+:\d+)", timeout)
+        grpc = self.wait_for_output(r"gRPC listening on ([\d.]+:\d+)", timeout)
+        return rest.group(1), grpc.group(1)
 
     def stop(self, timeout: float = 30.0) -> int:
         if self.process.poll() is None:

@@ -113,11 +113,8 @@ def test_grpc_refuses_new_calls_while_draining(tmp_path: Path, face: Fixture) ->
 
 def test_serve_runs_both_and_stops_both(tmp_path: Path, face: Fixture) -> None:
     with ServiceProcess("facewire.serve", service_env(tmp_path)) as both:
-        found = wait_for(
-            lambda: len(addresses := _addresses(both.output)) == 2 and addresses,
-            what="both services to listen",
-        )
-        rest, grpc_target = found
+        rest_url, grpc_target = both.both_addresses()
+        rest = rest_url.removeprefix("http://")
         wait_for(lambda: _rest_ready(rest), what="REST ready")
         with grpc.insecure_channel(grpc_target) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
@@ -132,7 +129,7 @@ def test_serve_runs_both_and_stops_both(tmp_path: Path, face: Fixture) -> None:
 
 def test_serve_stops_the_other_service_when_one_dies(tmp_path: Path) -> None:
     with ServiceProcess("facewire.serve", service_env(tmp_path)) as both:
-        wait_for(lambda: len(_addresses(both.output)) == 2, what="both services to listen")
+        both.both_addresses()
         children = Path(f"/proc/{both.process.pid}/task/{both.process.pid}/children")
         pids = [int(p) for p in children.read_text().split()]
         assert len(pids) == 2
@@ -141,14 +138,6 @@ def test_serve_stops_the_other_service_when_one_dies(tmp_path: Path) -> None:
         os.kill(pids[0], signal.SIGKILL)
         assert both.process.wait(30) != 0
     assert "exited with -9" in both.output
-
-
-def _addresses(output: str) -> list[str]:
-    import re
-
-    rest = re.findall(r"REST listening on http://([\d.]+:\d+)", output)
-    grpc_ = re.findall(r"gRPC listening on ([\d.]+:\d+)", output)
-    return rest + grpc_
 
 
 def test_python_dash_m_entry_points_exist() -> None:

@@ -1,0 +1,166 @@
+"""Client transports and engine against real services on ephemeral ports."""
+
+from __future__ import annotations
+
+import csv
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client.engine import Engine
+from client.sources import SampleSource
+from client.transports import (
+    PROTOCOLS,
+    ProtocolName,
+    Transport,
+    TransportError,
+    make_transport,
+)
+from facewire.settings import Settings
+from tests.conftest import Fixture
+from tests.servers import ServiceProcess, grpc_server, rest_server, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def transports(rest_url: str, grpc_target: str) -> Iterator[dict[ProtocolName, Transport]]:
+    made = {p: make_transport(p, rest_url, grpc_target) for p in PROTOCOLS}
+    yield made
+    for transport in made.values():
+        transport.close()
+
+
+def test_all_transports_agree_and_report_bytes(
+    transports: dict[ProtocolName, Transport], face: Fixture
+) -> None:
+    replies = {
+        p: t.detect(face.data, model="haar", save=False, frame_id="7")
+        for p, t in transports.items()
+    }
+    boxes = {p: r.result.boxes for p, r in replies.items()}
+    assert len(set(boxes.values())) == 1
+    assert len(boxes["rest"]) == 1
+    for reply in replies.values():
+        assert reply.result.frame_id == "7"
+        assert reply.latency_ms > reply.result.timings.total > 0
+        assert reply.bytes_sent >= len(face.data)
+        assert reply.bytes_received > 0
+    assert replies["rest"].bytes_sent == len(face.data)  # the raw body
+    assert replies["rest"].bytes_received > replies["grpc"].bytes_received  # JSON vs protobuf
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_server_rejections_carry_the_servers_message(
+    transports: dict[ProtocolName, Transport], face: Fixture, protocol: ProtocolName
+) -> None:
+    transport = transports[protocol]
+    with pytest.raises(TransportError) as caught:
+        transport.detect(b"not an image", model="haar", save=False, frame_id="")
+    assert caught.value.kind == "rejected"
+    assert "not a supported image" in caught.value.message
+    # The connection (or the stream) goes on serving.
+    assert len(transport.detect(face.data, model="haar", save=False, frame_id="").result.boxes) == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_dead_port_is_unreachable_not_a_crash(protocol: ProtocolName, face: Fixture) -> None:
+    port = free_port()
+    transport = make_transport(protocol, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}")
+    try:
+        with pytest.raises(TransportError) as caught:
+            transport.detect(face.data, model="haar", save=False, frame_id="")
+        assert caught.value.kind == "unreachable"
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_reconnects_by_itself_when_the_service_comes_back(
+    tmp_path: Path, face: Fixture, protocol: ProtocolName
+) -> None:
+    port = free_port()
+    module = "rest_service" if protocol == "rest" else "grpc_service"
+    env = {
+        "FACEWIRE_REST_PORT": str(port),
+        "FACEWIRE_GRPC_PORT": str(port),
+        "FACEWIRE_STORAGE_DIR": str(tmp_path),
+    }
+    transport = make_transport(protocol, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}")
+
+    def answers() -> bool:
+        try:
+            transport.detect(face.data, model="haar", save=False, frame_id="")
+        except TransportError:
+            return False
+        return True
+
+    try:
+        with ServiceProcess(module, env) as first:
+            first.address()
+            wait_for(answers, what="first answer")
+            assert first.stop() == 0
+        with pytest.raises(TransportError) as caught:
+            transport.detect(face.data, model="haar", save=False, frame_id="")
+        assert caught.value.kind in {"unreachable", "timeout"}
+        with ServiceProcess(module, env) as second:
+            second.address()
+            wait_for(answers, what="an answer after the restart")  # same transport object
+    finally:
+        transport.close()
+
+
+def test_engine_fans_the_same_frames_out_and_saves_only_when_asked(tmp_path: Path) -> None:
+    settings = Settings(storage_dir=tmp_path, threads=2)
+    with rest_server(settings) as url, grpc_server(settings) as target:
+        engine = Engine(SampleSource(), lambda p: make_transport(p, url, target), mode="both")
+        engine.start()
+        try:
+            rest, grpc_ = engine.workers["rest"], engine.workers["grpc"]
+            wait_for(lambda: rest.stats.snapshot().count >= 3 and grpc_.stats.snapshot().count >= 3,
+                     what="both protocols answering")  # fmt: skip
+            for worker in (rest, grpc_):
+                shown = worker.shown
+                assert shown is not None
+                assert len(shown.reply.result.boxes) == 2  # the sample's two faces
+            assert engine.workers["grpc-stream"].stats.snapshot().count == 0  # not active
+            assert not (tmp_path / "records.csv").exists()
+            save_on = engine.toggle_save()
+            wait_for(lambda: _rows(tmp_path) >= 6, what="saved rows")
+            save_off = engine.toggle_save()
+            engine.set_mode("stream")
+            stream = engine.workers["grpc-stream"]
+            wait_for(lambda: stream.stats.snapshot().count >= 2, what="the stream answering")
+        finally:
+            engine.stop()
+    with open(tmp_path / "records.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {"rest", "grpc"} <= {row["protocol"] for row in rows}
+    # Exactly the frames captured while saving was on were stored, whichever protocol sent them.
+    assert all(save_on <= int(row["frame_id"]) < save_off for row in rows), (save_on, save_off)
+    assert len(list(tmp_path.glob("*.jpg"))) == len(rows)
+
+
+def _rows(folder: Path) -> int:
+    path = folder / "records.csv"
+    return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
+
+
+def test_engine_with_one_dead_protocol_keeps_the_other_going(rest_url: str, face: Fixture) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    engine = Engine(SampleSource(), lambda p: make_transport(p, rest_url, dead), mode="both")
+    engine.start()
+    try:
+        rest, grpc_ = engine.workers["rest"], engine.workers["grpc"]
+        wait_for(lambda: grpc_.stats.snapshot().state == "unreachable", what="gRPC unreachable")
+        wait_for(lambda: rest.stats.snapshot().count >= 10, what="REST answering regardless")
+        assert grpc_.stats.snapshot().errors >= 1
+        assert grpc_.stats.snapshot().last_error
+    finally:
+        engine.stop()
