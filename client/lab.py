@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import httpx
 
 from client.__main__ import main as client_main
-from facewire.settings import Settings
+from facewire.settings import Settings, url_host
 from grpc_service.healthcheck import check as grpc_serving
 
 log = logging.getLogger("facewire.lab")
@@ -31,9 +31,8 @@ def has_display() -> bool:
 
 
 def addresses(settings: Settings) -> tuple[str, str]:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{settings.rest_port}", f"{shown}:{settings.grpc_port}"
+    host = url_host("127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host)
+    return f"http://{host}:{settings.rest_port}", f"{host}:{settings.grpc_port}"
 
 
 def ready(rest_url: str, grpc_target: str) -> bool:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 
 from facewire.detector import FaceDetector
-from facewire.errors import FacewireError, NotReady
+from facewire.errors import NotReady
 from facewire.messages import DetectionRequest, DetectionResult, Model
 from facewire.metrics import Metrics
 from facewire.pipeline import Pipeline
 from facewire.settings import Settings
 from facewire.storage import FrameStore
+
+log = logging.getLogger("facewire")
 
 
 class DataPlane:
@@ -33,6 +35,8 @@ class DataPlane:
         self.metrics = metrics or Metrics()
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="facewire-pipeline")
         self._ready = False
+        self._running = 0  # jobs on a pipeline thread right now
+        self._idle = threading.Condition()
 
     @classmethod
     def from_settings(cls, settings: Settings, protocol: str) -> DataPlane:
@@ -46,12 +50,21 @@ class DataPlane:
             min_size=settings.min_size,
         )
         store = FrameStore(settings.storage_dir_for(protocol), settings.save_jpeg_quality)
+        problem = store.writable_problem()
+        if problem:
+            log.warning("saving will fail: %s (detection still works)", problem)
         pipeline = Pipeline(settings, detector, store)
-        return cls(pipeline, settings.threads or _cpu_count(), Metrics())
+        return cls(pipeline, settings.threads or _cpu_count())
 
     @property
     def ready(self) -> bool:
         return self._ready
+
+    @property
+    def running(self) -> int:
+        """Jobs on a pipeline thread right now."""
+        with self._idle:
+            return self._running
 
     def start(self) -> None:
         """Start every pipeline thread and load its cascade, then report ready."""
@@ -65,40 +78,41 @@ class DataPlane:
             future.result()
         self._ready = True
 
-    def close(self) -> None:
-        """Stop taking work and wait for what is running."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop taking work, drop what is queued, and wait up to ``timeout`` seconds for the
+        jobs running now. False when some are still running (a caller about to exit
+        should then leave with ``os._exit``, since pool threads cannot be interrupted)."""
         self._ready = False
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._idle:
+            finished = self._idle.wait_for(lambda: self._running == 0, timeout)
+        if not finished:
+            log.warning("%d pipeline job(s) still running after %ss", self._running, timeout)
+        return finished
+
+    def _run(self, request: DetectionRequest, enqueued_ns: int) -> DetectionResult:
+        with self._idle:
+            self._running += 1
+        try:
+            return self.pipeline.run(request, enqueued_ns)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
 
     async def detect(self, request: DetectionRequest) -> DetectionResult:
         if not self._ready:
             raise NotReady("the service is not ready")
-        start = time.perf_counter_ns()
-        outcome = "internal_error"
-        try:
-            if request.model is Model.ECHO:
-                result = self.pipeline.echo(request)
-            else:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(
-                    self._executor, self.pipeline.run, request, start
-                )
-            outcome = "ok"
-            return result
-        except FacewireError as exc:
-            outcome = _snake_case(type(exc).__name__)
-            raise
-        finally:
-            self.metrics.observe(request.protocol, request.model.value, outcome, start)
-            if outcome == "ok":
-                self.metrics.observe_stages(request.protocol, result.timings)
+        if request.model is Model.ECHO:
+            return self.pipeline.echo(request)
+        loop = asyncio.get_running_loop()
+        enqueued = time.perf_counter_ns()
+        result = await loop.run_in_executor(self._executor, self._run, request, enqueued)
+        self.metrics.observe_stages(request.protocol, result.timings)
+        return result
 
 
 def _cpu_count() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-def _snake_case(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

@@ -5,6 +5,8 @@ Messages are written for the client: they never carry stack traces or OpenCV tex
 
 from __future__ import annotations
 
+import re
+
 
 class FacewireError(Exception):
     """Base of every error a request can end with."""
@@ -12,6 +14,11 @@ class FacewireError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def kind(self) -> str:
+        """A fixed label for metrics and logs, e.g. ``corrupt_image`` (never client text)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
 
 
 class InvalidInput(FacewireError):
@@ -36,6 +43,10 @@ class PayloadTooLarge(LimitExceeded):
 
 class ImageTooLarge(LimitExceeded):
     """The image header declares more than ``max_image_pixels`` pixels."""
+
+
+class ImageTooComplex(LimitExceeded):
+    """A JPEG with more scans than anyone needs: each one costs a full decoding pass."""
 
 
 class StorageError(FacewireError):

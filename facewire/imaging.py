@@ -8,6 +8,7 @@ decompression bomb is refused before a single pixel is allocated.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from typing import cast
 
@@ -16,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
-from facewire.errors import CorruptImage, ImageTooLarge, InvalidInput, UnsupportedImage
+from facewire.errors import CorruptImage, ImageTooComplex, ImageTooLarge, UnsupportedImage
 from facewire.messages import Size
 
 #: Pillow format names we accept, by the name Pillow gives them.
@@ -47,8 +48,6 @@ def sniff_format(data: bytes) -> str | None:
 
 def probe(data: bytes, max_pixels: int) -> tuple[str, Size]:
     """Format and size from the header alone; raises before anything large is allocated."""
-    if not data:
-        raise InvalidInput("empty image: the request carried no bytes")
     fmt = sniff_format(data)
     if fmt is None:
         raise UnsupportedImage("not a supported image: expected JPEG, PNG, WebP or BMP bytes")
@@ -67,8 +66,8 @@ def probe(data: bytes, max_pixels: int) -> tuple[str, Size]:
             f"image too large: {width}×{height} is {width * height} pixels, "
             f"over the limit of {max_pixels}"
         )
-    if fmt == "JPEG" and not _jpeg_is_complete(data):
-        raise CorruptImage("corrupt JPEG image: it is truncated (no end-of-image marker)")
+    if fmt == "JPEG":
+        _check_jpeg_structure(data)
     return fmt, Size(width, height)
 
 
@@ -94,15 +93,51 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise ValueError("unknown WebP chunk")
 
 
-def _jpeg_is_complete(data: bytes) -> bool:
-    """True when an end-of-image marker follows the last start-of-scan marker.
+#: Progressive JPEGs use about 10 scans; each one is a full decoding pass, so thousands
+#: of tiny scans turn a small file into minutes of CPU (libjpeg-turbo caps at 100 too).
+MAX_JPEG_SCANS = 100
+# The next marker after entropy-coded data: 0xFF followed by anything but a stuffed 0x00,
+# a restart marker (D0-D7) or fill bytes.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
-    libjpeg decodes a truncated file "successfully", filling the missing rows with grey,
-    so completeness has to be checked here. Entropy-coded data byte-stuffs 0xFF, so both
-    markers can only appear as real markers; data after the EOI (camera trailers) is fine.
+
+def _check_jpeg_structure(data: bytes) -> None:
+    """Walk the JPEG's segments from SOI to EOI, counting scans.
+
+    libjpeg "successfully" decodes a truncated file (missing rows come out grey), so an
+    end-of-image marker is required. Segment lengths skip over embedded thumbnails, and
+    whatever follows the EOI (camera trailers, motion-photo videos) is never looked at.
     """
-    last_scan = data.rfind(b"\xff\xda")
-    return last_scan != -1 and data.find(b"\xff\xd9", last_scan + 2) != -1
+    pos, scans = 2, 0  # just after SOI
+    while True:
+        while data[pos : pos + 2] == b"\xff\xff":  # fill bytes before a marker
+            pos += 1
+        if pos + 2 > len(data):
+            raise CorruptImage("corrupt JPEG image: it is truncated (no end-of-image marker)")
+        if data[pos] != 0xFF:
+            raise CorruptImage("corrupt JPEG image: a segment is not where it should be")
+        marker = data[pos + 1]
+        if marker == 0xD9:  # EOI: complete
+            return
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        if pos + 4 > len(data):
+            raise CorruptImage("corrupt JPEG image: it is truncated (no end-of-image marker)")
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if length < 2:
+            raise CorruptImage("corrupt JPEG image: a segment has an impossible length")
+        pos += 2 + length
+        if marker == 0xDA:  # SOS: entropy-coded data follows, up to the next marker
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise ImageTooComplex(
+                    f"JPEG too complex: more than {MAX_JPEG_SCANS} scans (a normal one has ~10)"
+                )
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                raise CorruptImage("corrupt JPEG image: it is truncated (no end-of-image marker)")
+            pos = found.start()
 
 
 def decode_bgr(data: bytes, fmt: str, expected: Size) -> BGRImage:

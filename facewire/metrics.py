@@ -24,13 +24,13 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.requests = Counter(
             "facewire_requests",
-            "Detection requests by protocol, model and outcome status.",
+            "Detection requests by protocol, model and outcome: ok, or the error kind.",
             ["protocol", "model", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "facewire_request_duration_seconds",
-            "Time in the data plane per request (queue and pipeline), by protocol and model.",
+            "Time per detection request inside the service, from its arrival to its answer.",
             ["protocol", "model"],
             buckets=_BUCKETS,
             registry=self.registry,
@@ -44,6 +44,8 @@ class Metrics:
         )
 
     def observe(self, protocol: str, model: str, status: str, start_ns: int) -> None:
+        """One finished request. ``model`` and ``status`` must be fixed labels: a known
+        model name or "invalid", and "ok" or a ``FacewireError.kind``."""
         self.requests.labels(protocol, model, status).inc()
         elapsed = (time.perf_counter_ns() - start_ns) / 1e9
         self.latency.labels(protocol, model).observe(elapsed)

@@ -9,6 +9,10 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+#: Both transports keep reading up to this many times ``max_upload_bytes`` so that an
+#: oversized upload gets a clean per-request error (413, or an in-stream error) and the
+#: connection or stream goes on; anything larger is cut off by the transport itself.
+OVERSIZE_READ_FACTOR = 4
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -51,6 +55,16 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = Field("info", description="Logging level; 'debug' logs every request.")
 
+    @property
+    def read_limit_bytes(self) -> int:
+        """The most either transport reads for one request (see OVERSIZE_READ_FACTOR)."""
+        return self.max_upload_bytes * OVERSIZE_READ_FACTOR
+
     def storage_dir_for(self, protocol: str) -> Path:
         """The storage folder for one service: the configured one, or ``storage/<protocol>``."""
         return self.storage_dir if self.storage_dir is not None else Path("storage") / protocol
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes into a URL or a gRPC target: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host

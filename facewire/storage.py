@@ -109,8 +109,20 @@ class FrameStore:
         self.directory = directory
         self.csv_path = directory / CSV_NAME
         self.jpeg_quality = jpeg_quality
-        directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # reported by writable_problem(), per save by save()
+            directory.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(directory / f".{CSV_NAME}.lock"))
+
+    def writable_problem(self) -> str | None:
+        """Why saving would fail right now, or None: checked at start-up so that a
+        read-only or root-owned folder (a bind mount, say) is reported at once."""
+        probe = self.directory / f".write-check-{secrets.token_hex(4)}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            return f"{self.directory} is not writable: {exc.strerror or exc}"
+        return None
 
     def save(self, frame: BGRImage, record: Record) -> str:
         """Store ``frame`` and its row; returns the image's file name."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from facewire.errors import FacewireError
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from facewire.errors import FacewireError, InvalidInput
 from facewire.messages import (
     Box,
     Crop,
@@ -16,7 +20,29 @@ from facewire.v1 import face_detection_pb2 as pb
 from grpc_service.errors import grpc_status
 
 
-def request_to_core(message: pb.DetectRequest, protocol: str) -> DetectionRequest:
+@dataclass(frozen=True, slots=True)
+class MalformedRequest:
+    """Bytes that do not parse as a ``DetectRequest`` (say, invalid UTF-8 in ``frame_id``).
+
+    Parsing happens in our handler rather than inside grpc, where a failure would end the
+    call, or the whole DetectStream, with UNKNOWN.
+    """
+
+    reason: str = "the message is not a valid facewire.v1.DetectRequest"
+
+
+def parse_request(raw: bytes) -> pb.DetectRequest | MalformedRequest:
+    try:
+        return pb.DetectRequest.FromString(raw)
+    except DecodeError:
+        return MalformedRequest()
+
+
+def request_to_core(
+    message: pb.DetectRequest | MalformedRequest, protocol: str
+) -> DetectionRequest:
+    if isinstance(message, MalformedRequest):
+        raise InvalidInput(message.reason)
     return DetectionRequest(
         image=message.image,
         model=Model.parse(message.model),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
 
@@ -13,17 +14,33 @@ from grpc_reflection.v1alpha import reflection
 
 from facewire import logs
 from facewire.dataplane import DataPlane
-from facewire.settings import Settings
+from facewire.settings import Settings, url_host
 from facewire.v1 import face_detection_pb2 as pb
-from facewire.v1 import face_detection_pb2_grpc as pb_grpc
+from grpc_service.converters import parse_request
 from grpc_service.servicer import FaceDetectionServicer
 
 log = logging.getLogger("facewire.grpc")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FaceDetection"].full_name
-# Room for the fields around the image; the image itself is held to max_upload_bytes by
-# the core, so a frame just over the limit gets a clean per-frame error on DetectStream.
-ENVELOPE_BYTES = 64 * 1024
+CLOSE_TIMEOUT_S = 1.0
+
+
+def _register(servicer: FaceDetectionServicer, server: grpc.aio.Server) -> None:
+    """Like the generated ``add_FaceDetectionServicer_to_server``, but requests are parsed
+    by ``parse_request``, so that a malformed one is a clean INVALID_ARGUMENT (or an
+    in-stream error on DetectStream) instead of grpc's UNKNOWN."""
+    serialize = pb.DetectResponse.SerializeToString
+    handlers = {
+        "Detect": grpc.unary_unary_rpc_method_handler(
+            servicer.Detect, request_deserializer=parse_request, response_serializer=serialize
+        ),
+        "DetectStream": grpc.stream_stream_rpc_method_handler(
+            servicer.DetectStream,
+            request_deserializer=parse_request,
+            response_serializer=serialize,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
 
 
 @dataclass
@@ -41,15 +58,18 @@ class GrpcService:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    async def stop(self, grace: float) -> None:
-        """Refuse new calls, give in-flight ones ``grace`` seconds, then stop the pipeline."""
+    async def stop(self, grace: float) -> bool:
+        """Refuse new calls, give in-flight ones ``grace`` seconds, then stop the pipeline.
+        False when a pipeline job is still running even so (see ``DataPlane.close``)."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        await asyncio.to_thread(self.dataplane.close)
+        return await asyncio.to_thread(self.dataplane.close, CLOSE_TIMEOUT_S)
 
 
 def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
-    max_message = settings.max_upload_bytes + ENVELOPE_BYTES
+    # Read oversized frames too (up to the shared read limit) so the core can answer them
+    # with a clean error and DetectStream goes on; beyond it grpc refuses the message.
+    max_message = settings.read_limit_bytes
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message),
@@ -57,23 +77,20 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
             ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared silently
         ]
     )
-    pb_grpc.add_FaceDetectionServicer_to_server(FaceDetectionServicer(dataplane), server)
+    _register(FaceDetectionServicer(dataplane), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    port = server.add_insecure_port(f"{host}:{settings.grpc_port}")
+    port = server.add_insecure_port(f"{url_host(settings.host)}:{settings.grpc_port}")
     return GrpcService(server, health_servicer, dataplane, port)
 
 
 async def serve(settings: Settings) -> None:
     service = create_server(settings, DataPlane.from_settings(settings, "grpc"))
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    logs.log_startup(
-        log, "facewire gRPC", f"{host}:{service.port}", settings, grpcio=grpc.__version__
-    )
+    address = f"{url_host(settings.host)}:{service.port}"
+    logs.log_startup(log, "facewire gRPC", address, settings, grpcio=grpc.__version__)
     await service.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -81,8 +98,13 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     log.info("facewire gRPC draining (grace %.1fs)", settings.grace_period_s)
-    await service.stop(settings.grace_period_s)
+    finished = await service.stop(settings.grace_period_s)
     log.info("facewire gRPC stopped")
+    if not finished:
+        # A pipeline job outlived the grace period; its thread cannot be interrupted, and
+        # the interpreter would wait for it at exit. The calls were already ended.
+        logging.shutdown()
+        os._exit(0)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,21 +11,44 @@ import grpc
 
 from facewire.dataplane import DataPlane
 from facewire.errors import FacewireError
-from facewire.messages import DetectionResult
+from facewire.messages import DetectionResult, Model
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
-from grpc_service.converters import error_to_pb, request_to_core, result_to_pb
+from grpc_service.converters import (
+    MalformedRequest,
+    error_to_pb,
+    request_to_core,
+    result_to_pb,
+)
 from grpc_service.errors import grpc_status
 
 log = logging.getLogger("facewire.grpc")
+
+MODEL_NAMES = frozenset(m.value for m in Model)
+Incoming = pb.DetectRequest | MalformedRequest
+
+
+def _label(message: Incoming) -> str:
+    """The model as a metrics label: a known name, or "invalid" (never client text)."""
+    if isinstance(message, MalformedRequest):
+        return "invalid"
+    name = message.model or Model.HAAR.value
+    return name if name in MODEL_NAMES else "invalid"
 
 
 class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
 
-    async def _detect(self, message: pb.DetectRequest, protocol: str) -> DetectionResult:
-        result = await self.dataplane.detect(request_to_core(message, protocol))
+    async def _detect(self, message: Incoming, protocol: str) -> DetectionResult:
+        """The one place gRPC requests are run and counted."""
+        start = time.perf_counter_ns()
+        try:
+            result = await self.dataplane.detect(request_to_core(message, protocol))
+        except FacewireError as exc:
+            self.dataplane.metrics.observe(protocol, _label(message), exc.kind, start)
+            raise
+        self.dataplane.metrics.observe(protocol, _label(message), "ok", start)
         log.debug(
             "%s frame_id=%r model=%s faces=%d total=%.2fms",
             protocol,
@@ -36,7 +60,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         return result
 
     async def Detect(  # noqa: N802 (the name is the RPC's)
-        self, request: pb.DetectRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: Incoming, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DetectResponse:
         try:
             result = await self._detect(request, "grpc")
@@ -47,7 +71,7 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
 
     async def DetectStream(  # noqa: N802
         self,
-        request_iterator: AsyncIterator[pb.DetectRequest],
+        request_iterator: AsyncIterator[Incoming],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.DetectResponse]:
         # One frame at a time, so responses come back in request order.
@@ -56,6 +80,9 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
                 result = await self._detect(request, "grpc-stream")
             except FacewireError as exc:
                 log.debug("DetectStream frame -> %s %s", grpc_status(exc).name, exc.message)
-                yield error_to_pb(request.frame_id, request.model, "grpc-stream", exc)
+                if isinstance(request, MalformedRequest):
+                    yield error_to_pb("", "", "grpc-stream", exc)
+                else:
+                    yield error_to_pb(request.frame_id, request.model, "grpc-stream", exc)
             else:
                 yield result_to_pb(result, "grpc-stream")

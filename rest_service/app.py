@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 import facewire
 from facewire.dataplane import DataPlane
+from facewire.errors import FacewireError
 from facewire.messages import DetectionRequest, Model
 from facewire.metrics import CONTENT_TYPE
 from facewire.settings import Settings
@@ -21,6 +23,9 @@ from rest_service.errors import install_error_handlers
 from rest_service.schemas import DetectResponse, ErrorResponse, to_json
 
 log = logging.getLogger("facewire.rest")
+
+MODEL_NAMES = frozenset(m.value for m in Model)
+CLOSE_TIMEOUT_S = 1.0
 
 _IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -58,7 +63,8 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         try:
             yield
         finally:
-            await asyncio.to_thread(dataplane.close)
+            # uvicorn has drained (or given up on) the requests; only CPU work may remain.
+            await asyncio.to_thread(dataplane.close, CLOSE_TIMEOUT_S)
 
     app = FastAPI(
         title="facewire REST",
@@ -84,15 +90,22 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         ] = None,
         x_frame_id: Annotated[str | None, Header()] = None,
     ) -> DetectResponse:
-        image = await read_image(request, settings.max_upload_bytes)
-        core = DetectionRequest(
-            image=image,
-            model=Model.parse(model),
-            save=save,
-            frame_id=frame_id if frame_id is not None else (x_frame_id or ""),
-            protocol="rest",
-        )
-        result = await dataplane.detect(core)
+        start = time.perf_counter_ns()
+        label = model if model in MODEL_NAMES else "invalid"  # never client text as a label
+        try:
+            image = await read_image(request, settings)
+            core = DetectionRequest(
+                image=image,
+                model=Model.parse(model),
+                save=save,
+                frame_id=frame_id or x_frame_id or "",
+                protocol="rest",
+            )
+            result = await dataplane.detect(core)
+        except FacewireError as exc:
+            dataplane.metrics.observe("rest", label, exc.kind, start)
+            raise
+        dataplane.metrics.observe("rest", label, "ok", start)
         log.debug(
             "detect frame_id=%r model=%s faces=%d total=%.2fms",
             result.frame_id,

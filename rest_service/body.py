@@ -15,19 +15,19 @@ from starlette.requests import Request
 
 from facewire.errors import InvalidInput, PayloadTooLarge
 from facewire.imaging import sniff_format
+from facewire.settings import Settings
 
 # Room for multipart boundaries and part headers around the image itself.
 MULTIPART_OVERHEAD = 64 * 1024
-# How far past the limit we keep reading (and discarding) to keep the connection usable.
-DRAIN_FACTOR = 4
 
 
 class UndrainedUpload(PayloadTooLarge):
     """Too large to even read and discard: answered with ``Connection: close``."""
 
 
-async def read_image(request: Request, limit: int) -> bytes:
-    body = await _read_body(request, limit + MULTIPART_OVERHEAD, limit)
+async def read_image(request: Request, settings: Settings) -> bytes:
+    limit = settings.max_upload_bytes
+    body = await _read_body(request, limit + MULTIPART_OVERHEAD, limit, settings.read_limit_bytes)
     if sniff_format(body) is not None or not _is_multipart(request):
         return body  # the pipeline checks the limit and tells "not an image" apart
     return await _multipart_file(request, body, limit)
@@ -37,15 +37,17 @@ def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
-async def _read_body(request: Request, cap: int, limit: int) -> bytes:
+async def _read_body(request: Request, cap: int, limit: int, read_limit: int) -> bytes:
+    """The body when it is at most ``cap`` bytes. Up to ``read_limit`` is read and thrown
+    away (the connection stays usable); past that, reading stops."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit * DRAIN_FACTOR:
+    if declared is not None and declared.isdigit() and int(declared) > read_limit:
         raise UndrainedUpload(_too_large(int(declared), limit))
     body = bytearray()
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
-        if received > limit * DRAIN_FACTOR:
+        if received > read_limit:
             raise UndrainedUpload(_too_large(received, limit))
         if received <= cap:
             body += chunk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ from uvicorn.supervisors import Multiprocess
 
 from facewire import logs
 from facewire.dataplane import DataPlane
-from facewire.settings import Settings
+from facewire.settings import Settings, url_host
 from rest_service.app import create_app
 
 log = logging.getLogger("facewire.rest")
@@ -43,15 +44,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    if settings.workers > 1:
-        # Worker processes are spawned and build their own app from the environment.
-        app: str | fastapi.FastAPI = "rest_service.app:app_from_env"
-    else:
-        app = create_app(settings, DataPlane.from_settings(settings, "rest"))
+def uvicorn_config(settings: Settings, app: str | fastapi.FastAPI) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        factory=settings.workers > 1,
+        factory=isinstance(app, str),
         workers=settings.workers,
         log_config=None,  # ours, from facewire.logs
         access_log=False,  # one debug line per request comes from the app instead
@@ -65,12 +61,17 @@ def main() -> None:
     logs.configure(settings)
     sock = bind_socket(settings.host, settings.rest_port)
     host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    config = uvicorn_config(settings)
+    dataplane = None
+    if settings.workers > 1:
+        # Worker processes are spawned and build their own app from the environment.
+        config = uvicorn_config(settings, "rest_service.app:app_from_env")
+    else:
+        dataplane = DataPlane.from_settings(settings, "rest")
+        config = uvicorn_config(settings, create_app(settings, dataplane))
     logs.log_startup(
         log,
         "facewire REST",
-        f"http://{shown}:{port}",
+        f"http://{url_host(host)}:{port}",
         settings,
         fastapi=fastapi.__version__,
         uvicorn=uvicorn.__version__,
@@ -80,3 +81,8 @@ def main() -> None:
     else:
         DrainingServer(config).run(sockets=[sock])
     log.info("facewire REST stopped")
+    if dataplane is not None and not dataplane.close(timeout=0):
+        # A pipeline job outlived the grace period; its thread cannot be interrupted, and
+        # the interpreter would wait for it at exit. The requests were already answered.
+        logging.shutdown()
+        os._exit(0)

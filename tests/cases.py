@@ -68,6 +68,7 @@ def bad_cases() -> tuple[BadCase, ...]:
         BadCase("jpeg-bomb", images.jpeg_with_header_size(10_000, 10_000), "too_large", "pixels"),
         BadCase("webp-bomb", images.webp_with_header_size(16_000, 16_000), "too_large", "pixels"),
         BadCase("bmp-bomb", images.bmp_with_header_size(20_000, 20_000), "too_large", "pixels"),
+        BadCase("jpeg-scan-bomb", images.jpeg_scan_bomb(500), "too_large", "too complex"),
     )
 
 

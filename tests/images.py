@@ -71,3 +71,12 @@ def bmp_with_header_size(width: int, height: int) -> bytes:
     data = bytearray(encode(np.zeros((4, 4, 3), np.uint8), ".bmp"))
     struct.pack_into("<ii", data, 18, width, height)
     return bytes(data)
+
+
+def jpeg_scan_bomb(scans: int) -> bytes:
+    """A valid progressive JPEG whose last scan is repeated: each repeat is a decoding pass."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    data = encode(noise, ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1)
+    last_scan, end = data.rfind(b"\xff\xda"), len(data) - 2  # up to the EOI
+    return data[:end] + data[last_scan:end] * scans + b"\xff\xd9"

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TypeVar
 
+import httpx
 import uvicorn
 
 from facewire.dataplane import DataPlane
@@ -36,6 +37,14 @@ def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "con
             return value
         time.sleep(0.01)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def rest_ready(base_url: str) -> bool:
+    """True once the REST service at ``base_url`` answers /readyz with 200."""
+    try:
+        return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 @contextmanager

@@ -13,7 +13,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from facewire.settings import Settings
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
-from grpc_service.server import ENVELOPE_BYTES
 from tests.cases import LIMIT, BadCase, assert_clean_message, bad_case_ids, bad_cases
 from tests.conftest import Fixture, assert_face_near
 
@@ -108,7 +107,7 @@ def test_stream_answers_100_frames_in_order(
 def test_message_far_over_the_limit_is_refused_by_grpc_itself(
     stub: pb_grpc.FaceDetectionStub, face: Fixture
 ) -> None:
-    huge = pb.DetectRequest(image=b"\x00" * (LIMIT + ENVELOPE_BYTES + 1))
+    huge = pb.DetectRequest(image=b"\x00" * (Settings().read_limit_bytes + 1))
     with pytest.raises(grpc.RpcError) as caught:
         stub.Detect(huge, timeout=30)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -166,3 +165,59 @@ def test_grpcurl_lists_describes_and_calls_through_reflection(
     answer = json.loads(reply)
     assert answer["frame_id"] == "curl"
     assert len(answer["boxes"]) == 1
+
+
+def test_stream_goes_on_after_a_frame_well_over_the_limit(
+    stub: pb_grpc.FaceDetectionStub, face: Fixture
+) -> None:
+    big = pb.DetectRequest(image=b"\xff\xd8\xff" + b"\x00" * (LIMIT + 200_000), frame_id="big")
+    requests = [pb.DetectRequest(image=face.data, frame_id="a"), big,
+                pb.DetectRequest(image=face.data, frame_id="b")]  # fmt: skip
+    replies = list(stub.DetectStream(iter(requests), timeout=60))
+    assert [r.frame_id for r in replies] == ["a", "big", "b"]
+    assert replies[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "upload too large" in replies[1].error.message
+    assert len(replies[2].boxes) == 1
+
+
+def _raw_request(image: bytes, frame_id: bytes) -> bytes:
+    """A DetectRequest on the wire, built by hand: protobuf would refuse invalid UTF-8."""
+
+    def field(number: int, payload: bytes) -> bytes:
+        size, varint = len(payload), b""
+        while True:
+            byte, size = size & 0x7F, size >> 7
+            varint += bytes([byte | (0x80 if size else 0)])
+            if not size:
+                break
+        return bytes([number << 3 | 2]) + varint + payload
+
+    return field(1, image) + field(4, frame_id)
+
+
+MALFORMED = {
+    "invalid-utf8-frame-id": _raw_request(b"\xff\xd8\xff", b"\xff\xfe"),
+    "garbage": b"\x0a\xff\xff\xff\xff\x0f",
+}
+
+
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_messages_are_invalid_argument_not_unknown(
+    channel: grpc.Channel, stub: pb_grpc.FaceDetectionStub, raw: bytes, face: Fixture
+) -> None:
+    detect = channel.unary_unary(
+        "/facewire.v1.FaceDetection/Detect", response_deserializer=pb.DetectResponse.FromString
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        detect(raw, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid facewire.v1.DetectRequest" in caught.value.details()
+    stream = channel.stream_stream(
+        "/facewire.v1.FaceDetection/DetectStream",
+        response_deserializer=pb.DetectResponse.FromString,
+    )
+    good = pb.DetectRequest(image=face.data).SerializeToString()
+    replies = list(stream(iter([good, raw, good]), timeout=60))
+    assert len(replies) == 3
+    assert replies[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert len(replies[0].boxes) == len(replies[2].boxes) == 1

@@ -13,11 +13,12 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests.conftest import Fixture
-from tests.servers import ROOT, ServiceProcess, wait_for
+from tests.servers import ROOT, ServiceProcess, rest_ready, wait_for
 
 
 def service_env(tmp_path: Path) -> dict[str, str]:
@@ -49,7 +50,7 @@ def test_rest_drains_in_flight_requests_and_exits_0(
 ) -> None:
     with ServiceProcess("rest_service", service_env(tmp_path)) as service:
         address = service.address()
-        wait_for(lambda: _rest_ready(address), what="REST ready")
+        wait_for(lambda: rest_ready(f"http://{address}"), what="REST ready")
         sockets = [raw_http_request(address, face.data) for _ in range(6)]
         first = read_status(sockets.pop(0))  # the server is busy with the rest now
         service.process.send_signal(signum)
@@ -59,13 +60,6 @@ def test_rest_drains_in_flight_requests_and_exits_0(
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(tuple(address.split(":")), timeout=5)  # type: ignore[arg-type]
     assert "facewire REST stopped" in service.output
-
-
-def _rest_ready(address: str) -> bool:
-    try:
-        return httpx.get(f"http://{address}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def test_grpc_drains_in_flight_calls_and_exits_0(tmp_path: Path, face: Fixture) -> None:
@@ -98,16 +92,29 @@ def test_grpc_refuses_new_calls_while_draining(tmp_path: Path, face: Fixture) ->
         with grpc.insecure_channel(target) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             stub = pb_grpc.FaceDetectionStub(channel)
-            stream = stub.DetectStream(iter([pb.DetectRequest(image=face.data)] * 30), timeout=60)
-            next(stream)  # in flight: it keeps the server draining for a while
+            health = health_pb2_grpc.HealthStub(channel)
+            release = threading.Event()
+
+            def requests() -> Iterator[pb.DetectRequest]:
+                yield pb.DetectRequest(image=face.data, frame_id="held")
+                release.wait(30)  # keeps the call, and so the drain, open until we are done
+
+            stream = stub.DetectStream(requests(), timeout=60)
+            assert next(stream).frame_id == "held"  # live on the server
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
             service.process.send_signal(signal.SIGTERM)
             wait_for(lambda: "draining" in service.output, what="drain to begin")
+            # Watchers (load balancers) hear about the drain at once.
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
             with grpc.insecure_channel(target) as fresh, pytest.raises(grpc.RpcError) as caught:
                 pb_grpc.FaceDetectionStub(fresh).Detect(
                     pb.DetectRequest(image=face.data), timeout=10
                 )
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert len(list(stream)) == 29
+            assert service.process.poll() is None  # still draining: the refusal was the drain's
+            release.set()
+            assert list(stream) == []
         assert service.process.wait(30) == 0
 
 
@@ -115,7 +122,7 @@ def test_serve_runs_both_and_stops_both(tmp_path: Path, face: Fixture) -> None:
     with ServiceProcess("facewire.serve", service_env(tmp_path)) as both:
         rest_url, grpc_target = both.both_addresses()
         rest = rest_url.removeprefix("http://")
-        wait_for(lambda: _rest_ready(rest), what="REST ready")
+        wait_for(lambda: rest_ready(rest_url), what="REST ready")
         with grpc.insecure_channel(grpc_target) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             stub = pb_grpc.FaceDetectionStub(channel)
@@ -156,7 +163,7 @@ def test_rest_with_two_worker_processes(tmp_path: Path, face: Fixture) -> None:
     env = {**service_env(tmp_path), "FACEWIRE_WORKERS": "2"}
     with ServiceProcess("rest_service", env) as service:
         address = service.address()
-        wait_for(lambda: _rest_ready(address), what="REST workers ready")
+        wait_for(lambda: rest_ready(f"http://{address}"), what="REST workers ready")
         with httpx.Client(base_url=f"http://{address}", timeout=30) as http:
             replies = [
                 http.post("/v1/detect", params={"save": "true"}, content=face.data)

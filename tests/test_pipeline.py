@@ -196,3 +196,66 @@ def test_save_without_storage_is_refused(face: Fixture) -> None:
     pipeline = Pipeline(Settings(), FaceDetector(), None)
     with pytest.raises(InvalidInput, match="no storage"):
         pipeline.run(DetectionRequest(face.data, save=True))
+
+
+def test_data_after_the_end_of_a_jpeg_is_ignored(pipeline: Pipeline, face: Fixture) -> None:
+    """Phones append videos or maker data after the EOI; even marker-like bytes there."""
+    trailer = b"\x00" * 10 + b"\xff\xda" + b"\x00" * 100 + b"\xff\xd8"
+    result = pipeline.run(DetectionRequest(face.data + trailer))
+    assert len(result.boxes) == 1
+
+
+def test_a_progressive_jpeg_with_normal_scans_is_fine(pipeline: Pipeline, face: Fixture) -> None:
+    progressive = images.encode(images.decode(face.data), ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1)
+    assert progressive.count(b"\xff\xda") > 1
+    assert len(pipeline.run(DetectionRequest(progressive)).boxes) == 1
+
+
+async def _detect_many(plane: object, request: DetectionRequest, n: int) -> list[object]:
+    import asyncio
+
+    from facewire.dataplane import DataPlane
+
+    assert isinstance(plane, DataPlane)
+    tasks = [asyncio.ensure_future(plane.detect(request)) for _ in range(n)]
+    await asyncio.sleep(0)  # let every task reach the executor queue
+    assert plane.close(timeout=30) is True
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_close_drops_queued_jobs(face: Fixture) -> None:
+    import asyncio
+
+    from facewire.dataplane import DataPlane
+
+    plane = DataPlane(Pipeline(Settings(), FaceDetector(), None), threads=1)
+    plane.start()
+    outcomes = asyncio.run(_detect_many(plane, DetectionRequest(face.data), 8))
+    done = [o for o in outcomes if not isinstance(o, BaseException)]
+    dropped = [o for o in outcomes if isinstance(o, asyncio.CancelledError)]
+    assert len(done) + len(dropped) == 8
+    assert len(done) <= 1  # at most the one on the single thread ran; the queue was dropped
+    assert not plane.ready
+
+
+def test_close_waits_for_a_running_job_only_as_long_as_asked() -> None:
+    import asyncio
+    import threading
+
+    from facewire.dataplane import DataPlane
+    from tests.servers import wait_for
+
+    plane = DataPlane(Pipeline(Settings(), FaceDetector(), None), threads=1)
+    plane.start()
+    rows = np.linspace(0, 255, 6000, dtype=np.uint8)
+    big = images.encode(np.broadcast_to(rows[:, None, None], (6000, 6000, 3)), ".jpg")
+    results: list[object] = []
+    request = DetectionRequest(big, model=Model.DECODE)  # a 36-megapixel decode: slow enough
+    worker = threading.Thread(target=lambda: results.append(asyncio.run(plane.detect(request))))
+    worker.start()
+    wait_for(lambda: plane.running == 1, what="the job to start")
+    assert plane.close(timeout=0) is False  # still running: the caller may give up on it
+    assert plane.close(timeout=60) is True
+    worker.join(60)
+    (result,) = results
+    assert result.image.width == 6000  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ import csv
 import http.client
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from facewire.settings import Settings
 from tests.cases import LIMIT, BadCase, assert_clean_message, bad_case_ids, bad_cases
 from tests.conftest import Fixture, assert_face_near
+from tests.servers import rest_server
 
 
 @pytest.fixture
@@ -180,19 +182,31 @@ def test_malformed_query_value(http: httpx.Client, face: Fixture) -> None:
     assert response.json()["detail"]
 
 
-def test_health_ready_metrics_and_docs(http: httpx.Client, face: Fixture) -> None:
-    assert http.get("/healthz").json() == {"status": "ok"}
-    assert http.get("/readyz").json() == {"status": "ready"}
-    http.post("/v1/detect", params={"model": "nope"}, content=face.data)
-    http.post("/v1/detect", content=face.data)
-    metrics = http.get("/metrics")
+def test_health_ready_metrics_and_docs(tmp_path: Path, face: Fixture) -> None:
+    with (
+        rest_server(Settings(storage_dir=tmp_path, threads=1)) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        assert http.get("/healthz").json() == {"status": "ok"}
+        assert http.get("/readyz").json() == {"status": "ready"}
+        http.post("/v1/detect", params={"model": "nope"}, content=face.data)
+        http.post("/v1/detect", content=b"")
+        http.post("/v1/detect", content=face.data)
+        metrics = http.get("/metrics")
+        docs = http.get("/docs")
+        schema = http.get("/openapi.json").json()
     assert metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text
-    assert 'facewire_requests_total{model="haar",protocol="rest",status="ok"}' in text
-    assert 'status="invalid_input"' in text
+    assert 'facewire_requests_total{model="haar",protocol="rest",status="ok"} 1.0' in text
+    assert (
+        'facewire_requests_total{model="invalid",protocol="rest",status="invalid_input"} 1.0'
+        in text
+    )
+    assert (
+        'facewire_requests_total{model="haar",protocol="rest",status="invalid_input"} 1.0' in text
+    )
     assert 'facewire_request_duration_seconds_bucket{le="0.5",model="haar",protocol="rest"}' in text
     assert 'facewire_stage_duration_seconds_count{protocol="rest",stage="detect"}' in text
-    assert http.get("/docs").status_code == 200
-    schema = http.get("/openapi.json").json()
+    assert docs.status_code == 200
     body = schema["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
     assert {"image/*", "application/octet-stream", "multipart/form-data"} <= set(body)

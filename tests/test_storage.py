@@ -19,7 +19,7 @@ from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests import images
 from tests.conftest import Fixture
-from tests.servers import grpc_server, rest_server
+from tests.servers import grpc_server, rest_ready, rest_server, wait_for
 
 
 def read_rows(folder: Path) -> list[dict[str, str]]:
@@ -117,10 +117,7 @@ def test_concurrent_saves_from_threads_and_processes(tmp_path: Path, face: Fixtu
         ServiceProcess("rest_service", env) as worker,
     ):
         other_url = f"http://{worker.address()}"
-        with httpx.Client(base_url=other_url) as probe:
-            from tests.servers import wait_for
-
-            wait_for(lambda: _ready(probe), what="second REST process ready")
+        wait_for(lambda: rest_ready(other_url), what="second REST process ready")
 
         def send(i: int) -> str:
             frame_id = f"frame-{i}"
@@ -161,8 +158,18 @@ def test_concurrent_saves_from_threads_and_processes(tmp_path: Path, face: Fixtu
     assert (folder / "records.csv").read_text().count(header) == 1
 
 
-def _ready(client: httpx.Client) -> bool:
-    try:
-        return client.get("/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
+def test_an_unusable_folder_is_reported_at_start_up_and_saves_fail_cleanly(
+    tmp_path: Path, face: Fixture
+) -> None:
+    from facewire.errors import StorageError
+
+    not_a_folder = tmp_path / "storage"
+    not_a_folder.write_text("a file where the folder should be")
+    store = FrameStore(not_a_folder)  # start-up goes on: detection does not need storage
+    problem = store.writable_problem()
+    assert problem is not None
+    assert "is not writable" in problem
+    frame = images.decode(face.data)[:, 280:1000]
+    with pytest.raises(StorageError, match="could not store the frame"):
+        store.save(frame, Record("rest", DetectionResult("x", Model.HAAR)))
+    assert FrameStore(tmp_path / "fine").writable_problem() is None
