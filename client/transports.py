@@ -127,15 +127,29 @@ def _request(image: bytes, model: str, save: bool, frame_id: str) -> pb.DetectRe
     return pb.DetectRequest(image=image, model=model, save=save, frame_id=frame_id)
 
 
-class GrpcTransport:
-    """Unary ``Detect`` calls on one channel."""
-
-    name: ProtocolName = "grpc"
+class _GrpcChannel:
+    """One channel, reused for every call; what both gRPC transports share."""
 
     def __init__(self, target: str, timeout: float = 10.0) -> None:
         self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
         self._stub = pb_grpc.FaceDetectionStub(self._channel)
         self._timeout = timeout
+
+    @staticmethod
+    def _reply(request: pb.DetectRequest, message: pb.DetectResponse, start_ns: int) -> Reply:
+        """Parse the answer, then stop the clock: parsing is part of what is measured."""
+        result = result_to_core(message)
+        latency = (time.perf_counter_ns() - start_ns) / 1e6
+        return Reply(result, latency, request.ByteSize(), message.ByteSize())
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class GrpcTransport(_GrpcChannel):
+    """Unary ``Detect`` calls on one channel."""
+
+    name: ProtocolName = "grpc"
 
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
         request = _request(image, model, save, frame_id)
@@ -144,27 +158,20 @@ class GrpcTransport:
             message = self._stub.Detect(request, timeout=self._timeout)
         except grpc.RpcError as error:
             raise _grpc_error(error) from None
-        result = result_to_core(message)
-        latency = (time.perf_counter_ns() - start) / 1e6
-        return Reply(result, latency, request.ByteSize(), message.ByteSize())
-
-    def close(self) -> None:
-        self._channel.close()
+        return self._reply(request, message, start)
 
 
 _END = object()
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
-class GrpcStreamTransport:
+class GrpcStreamTransport(_GrpcChannel):
     """Frames on one long-lived ``DetectStream``; a broken stream is reopened on next use."""
 
     name: ProtocolName = "grpc-stream"
 
     def __init__(self, target: str, timeout: float = 10.0) -> None:
-        self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
-        self._stub = pb_grpc.FaceDetectionStub(self._channel)
-        self._timeout = timeout
+        super().__init__(target, timeout)
         self._outbox: queue.SimpleQueue[object] | None = None
         self._replies: Iterator[pb.DetectResponse] | None = None
         self._call: grpc.Call | None = None
@@ -210,9 +217,7 @@ class GrpcStreamTransport:
         if message.HasField("error"):
             code = _CODE_NAMES.get(message.error.code, "UNKNOWN")
             raise TransportError("rejected", f"{code}: {message.error.message}")
-        result = result_to_core(message)
-        latency = (time.perf_counter_ns() - start) / 1e6
-        return Reply(result, latency, request.ByteSize(), message.ByteSize())
+        return self._reply(request, message, start)
 
     def _cancel_call(self) -> None:
         call = self._call
@@ -221,7 +226,7 @@ class GrpcStreamTransport:
 
     def close(self) -> None:
         self._reset()
-        self._channel.close()
+        super().close()
 
 
 def make_transport(protocol: ProtocolName, rest_url: str, grpc_target: str) -> Transport:
