@@ -99,12 +99,15 @@ class ProtocolWorker:
         self._thread.start()
 
     def set_active(self, active: bool) -> None:
-        if active and not self._active.is_set():
-            self.shown = None  # never show a picture from an earlier activation
+        """Called on every mode change. An active protocol's next answers are warm-up
+        again: the load just changed, even for a protocol that stays on."""
+        if active:
+            if not self._active.is_set():
+                self.shown = None  # never show a picture from an earlier activation
+                self.stats.set_state("connecting")
             self.stats.activate()
-            self.stats.set_state("connecting")
             self._active.set()
-        elif not active and self._active.is_set():
+        elif self._active.is_set():
             self._active.clear()
             self.stats.deactivate()
 

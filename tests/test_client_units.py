@@ -294,3 +294,13 @@ def test_summary_csv(tmp_path: Path) -> None:
         "p99_ms": "3.00", "throughput_rps": "4.50", "errors": "1",
     }  # fmt: skip
     assert rows[1]["p50_ms"] == ""
+
+
+def test_every_mode_change_rearms_the_warmup_of_active_protocols() -> None:
+    stats = stats_with(FakeClock())
+    stats.record(5.0, 4.0, 1, 1)
+    assert stats.snapshot().count == 1
+    stats.activate()  # a mode change that keeps this protocol on
+    for _ in range(WARMUP):
+        stats.record(50.0, 4.0, 1, 1)
+    assert stats.snapshot().count == 1  # the answers right after the change were not counted
