@@ -1,8 +1,11 @@
 """One client interface, three transports: REST, gRPC unary and gRPC stream.
 
 Every transport is measured the same way: the clock starts just before the request is
-sent and stops once the response is fully parsed into the core ``DetectionResult``.
-Byte counts are application payloads: the HTTP body, or the protobuf message.
+built and sent, and stops once the response is fully parsed into the core
+``DetectionResult``. ``parse_ms`` is the part after the last byte arrived: JSON or
+protobuf decoding plus conversion (gRPC calls return raw bytes so that protobuf decoding
+happens on this clock too, as JSON decoding does). Byte counts are application
+payloads: the HTTP body, or the serialized protobuf message.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from typing import Literal, Protocol
 
 import grpc
 import httpx
+from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 
 from facewire.messages import DetectionResult
 from facewire.settings import MiB
 from facewire.v1 import face_detection_pb2 as pb
-from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from grpc_service.converters import result_to_core
 from rest_service.schemas import DetectResponse, to_core
 
@@ -45,6 +48,8 @@ class Reply:
     latency_ms: float
     bytes_sent: int
     bytes_received: int
+    #: Decoding the answer, a part of latency_ms (the rest is building, sending, waiting).
+    parse_ms: float = 0.0
 
 
 class TransportError(Exception):
@@ -87,14 +92,15 @@ class RestTransport:
         except httpx.TransportError as exc:
             raise TransportError("unreachable", _first_line(exc) or type(exc).__name__) from None
         body = response.content
+        received = time.perf_counter_ns()
         if response.status_code != 200:
             raise TransportError("rejected", f"HTTP {response.status_code}: {_detail(response)}")
         try:
             result = to_core(DetectResponse.model_validate_json(body))
         except ValidationError:
             raise TransportError("protocol", "the reply is not a facewire answer") from None
-        latency = (time.perf_counter_ns() - start) / 1e6
-        return Reply(result, latency, len(image), len(body))
+        end = time.perf_counter_ns()
+        return Reply(result, (end - start) / 1e6, len(image), len(body), (end - received) / 1e6)
 
     def close(self) -> None:
         self._client.close()
@@ -123,24 +129,42 @@ def _grpc_error(error: grpc.RpcError) -> TransportError:
     return TransportError("rejected", f"{name}: {details}")
 
 
-def _request(image: bytes, model: str, save: bool, frame_id: str) -> pb.DetectRequest:
-    return pb.DetectRequest(image=image, model=model, save=save, frame_id=frame_id)
+def _request(image: bytes, model: str, save: bool, frame_id: str) -> bytes:
+    message = pb.DetectRequest(image=image, model=model, save=save, frame_id=frame_id)
+    return message.SerializeToString()
+
+
+_DETECT = "/facewire.v1.FaceDetection/Detect"
+_DETECT_STREAM = "/facewire.v1.FaceDetection/DetectStream"
 
 
 class _GrpcChannel:
-    """One channel, reused for every call; what both gRPC transports share."""
+    """One channel, reused for every call; what both gRPC transports share.
+
+    Calls carry raw bytes both ways (no serializers on the channel): building the
+    request and decoding the answer then run on our clock, as they do for REST.
+    """
 
     def __init__(self, target: str, timeout: float = 10.0) -> None:
         self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
-        self._stub = pb_grpc.FaceDetectionStub(self._channel)
         self._timeout = timeout
 
     @staticmethod
-    def _reply(request: pb.DetectRequest, message: pb.DetectResponse, start_ns: int) -> Reply:
-        """Parse the answer, then stop the clock: parsing is part of what is measured."""
+    def _parse(raw: bytes) -> pb.DetectResponse:
+        try:
+            return pb.DetectResponse.FromString(raw)
+        except DecodeError:
+            raise TransportError("protocol", "the reply is not a facewire answer") from None
+
+    @staticmethod
+    def _reply(request: bytes, raw: bytes, message: pb.DetectResponse, start_ns: int,
+               received_ns: int) -> Reply:  # fmt: skip
+        """Convert the answer, then stop the clock: parsing is part of what is measured."""
         result = result_to_core(message)
-        latency = (time.perf_counter_ns() - start_ns) / 1e6
-        return Reply(result, latency, request.ByteSize(), message.ByteSize())
+        end = time.perf_counter_ns()
+        return Reply(
+            result, (end - start_ns) / 1e6, len(request), len(raw), (end - received_ns) / 1e6
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -151,14 +175,21 @@ class GrpcTransport(_GrpcChannel):
 
     name: ProtocolName = "grpc"
 
+    def __init__(self, target: str, timeout: float = 10.0) -> None:
+        super().__init__(target, timeout)
+        self._detect: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
+            _DETECT
+        )
+
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
-        request = _request(image, model, save, frame_id)
         start = time.perf_counter_ns()
+        request = _request(image, model, save, frame_id)
         try:
-            message = self._stub.Detect(request, timeout=self._timeout)
+            raw = self._detect(request, timeout=self._timeout)
         except grpc.RpcError as error:
             raise _grpc_error(error) from None
-        return self._reply(request, message, start)
+        received = time.perf_counter_ns()
+        return self._reply(request, raw, self._parse(raw), start, received)
 
 
 _END = object()
@@ -172,20 +203,23 @@ class GrpcStreamTransport(_GrpcChannel):
 
     def __init__(self, target: str, timeout: float = 10.0) -> None:
         super().__init__(target, timeout)
+        self._stream: grpc.StreamStreamMultiCallable[bytes, bytes] = self._channel.stream_stream(
+            _DETECT_STREAM
+        )
         self._outbox: queue.SimpleQueue[object] | None = None
-        self._replies: Iterator[pb.DetectResponse] | None = None
+        self._replies: Iterator[bytes] | None = None
         self._call: grpc.Call | None = None
 
-    def _open(self) -> tuple[queue.SimpleQueue[object], Iterator[pb.DetectResponse]]:
+    def _open(self) -> tuple[queue.SimpleQueue[object], Iterator[bytes]]:
         if self._outbox is None or self._replies is None:
             outbox: queue.SimpleQueue[object] = queue.SimpleQueue()
 
-            def requests() -> Iterator[pb.DetectRequest]:
+            def requests() -> Iterator[bytes]:
                 while (item := outbox.get()) is not _END:
-                    assert isinstance(item, pb.DetectRequest)
+                    assert isinstance(item, bytes)
                     yield item
 
-            call = self._stub.DetectStream(requests())
+            call = self._stream(requests())
             self._outbox, self._replies, self._call = outbox, call, call
         return self._outbox, self._replies
 
@@ -197,15 +231,15 @@ class GrpcStreamTransport(_GrpcChannel):
         self._outbox = self._replies = self._call = None
 
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
-        request = _request(image, model, save, frame_id)
         outbox, replies = self._open()
         # One stream has one deadline; a per-frame timeout cancels the stream instead.
         watchdog = threading.Timer(self._timeout, self._cancel_call)
         start = time.perf_counter_ns()
+        request = _request(image, model, save, frame_id)
         outbox.put(request)
         watchdog.start()
         try:
-            message = next(replies)
+            raw = next(replies)
         except grpc.RpcError as error:
             self._reset()
             raise _grpc_error(error) from None
@@ -214,10 +248,12 @@ class GrpcStreamTransport(_GrpcChannel):
             raise TransportError("protocol", "the server ended the stream") from None
         finally:
             watchdog.cancel()
+        received = time.perf_counter_ns()
+        message = self._parse(raw)
         if message.HasField("error"):
             code = _CODE_NAMES.get(message.error.code, "UNKNOWN")
             raise TransportError("rejected", f"{code}: {message.error.message}")
-        return self._reply(request, message, start)
+        return self._reply(request, raw, message, start, received)
 
     def _cancel_call(self) -> None:
         call = self._call
