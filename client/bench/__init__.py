@@ -1,0 +1,1 @@
+"""The headless benchmark: ``python -m client.bench`` (``make bench``)."""

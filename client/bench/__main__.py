@@ -1,0 +1,201 @@
+"""``python -m client.bench``: measure REST and gRPC the same way; ``... report DIR`` rebuilds.
+
+Examples:
+  python -m client.bench --start-services --inprocess                  # the default sweep
+  python -m client.bench --rate 10,20,40 --arrivals poisson --models haar
+  python -m client.bench --jpeg-quality 50 --resolution 640x360 --concurrency 1
+  python -m client.bench report bench-results/latest
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, cast
+
+import cv2
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from client.bench import machine, report
+from client.bench.floor import measure_floor
+from client.bench.runner import BenchConfig, config_dict, run_sweep
+from client.engine import encode_frame
+from client.sources import Image, SourceError, open_source
+from client.transports import PROTOCOLS, ProtocolName
+
+MODELS = ("haar", "decode", "echo")
+
+
+def _list(kind: type, choices: tuple[str, ...] | None = None) -> Any:
+    def parse(text: str) -> tuple[Any, ...]:
+        values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        if not values:
+            raise argparse.ArgumentTypeError("give at least one value")
+        if choices and any(v not in choices for v in values):
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
+        return values
+
+    return parse
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("WIDTHxHEIGHT, e.g. 1280x720") from None
+    return width, height
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m client.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--protocols", type=_list(str, PROTOCOLS), default=PROTOCOLS)
+    p.add_argument("--models", type=_list(str, MODELS), default=("haar", "echo"))
+    load = p.add_mutually_exclusive_group()
+    load.add_argument("--concurrency", type=_list(int), default=(1, 2, 4),
+                      help="closed loop: requests kept in flight (default 1,2,4)")  # fmt: skip
+    load.add_argument("--rate", type=_list(float), default=(),
+                      help="open loop: requests per second, e.g. 10,20,40")  # fmt: skip
+    p.add_argument("--arrivals", choices=("constant", "poisson"), default="constant")
+    p.add_argument("--max-inflight", type=int, default=64, help="open loop: in-flight cap")
+    p.add_argument("--window", type=float, default=2.0, help="window length in seconds")
+    p.add_argument("--window-requests", type=int, help="window length in requests instead")
+    p.add_argument("--tolerance", type=float, default=0.10, help="stability: ±fraction")
+    p.add_argument("--stable-windows", type=int, default=3)
+    p.add_argument("--max-windows", type=int, default=8, help="per protocol and point")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds per protocol and point")
+    p.add_argument("--processes", default="1", help="load processes, or 'auto'")
+    p.add_argument("--source", default="sample", help="sample, camera index, video, folder")
+    p.add_argument("--frames", type=int, default=30, help="frames taken from the source")
+    p.add_argument("--resolution", type=_resolution, help="resize frames, e.g. 640x360")
+    p.add_argument("--jpeg-quality", type=int, default=90)
+    p.add_argument("--inprocess", action="store_true", help="also measure the no-protocol floor")
+    p.add_argument("--rest-url", default="http://127.0.0.1:8001")
+    p.add_argument("--grpc-target", default="127.0.0.1:50051")
+    p.add_argument("--start-services", action="store_true",
+                   help="start both services for the run (or use the ones running)")  # fmt: skip
+    p.add_argument("--out", type=Path, help="output folder (default bench-results/<UTC time>)")
+    p.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def prepare_frames(args: argparse.Namespace) -> tuple[list[bytes], dict[str, Any]]:
+    """Every frame, encoded once before the run."""
+    source, _ = open_source(args.source)
+    try:
+        images = [source.read() for _ in range(args.frames)]
+    finally:
+        source.close()
+    if args.resolution:
+        images = [
+            cast(Image, cv2.resize(i, args.resolution, interpolation=cv2.INTER_AREA))
+            for i in images
+        ]
+    encoded = [encode_frame(n, image, args.jpeg_quality) for n, image in enumerate(images)]
+    frames = [f.jpeg for f in encoded]
+    height, width = images[0].shape[:2]
+    info = {
+        "source": args.source,
+        "count": len(frames),
+        "width": width,
+        "height": height,
+        "jpeg_quality": args.jpeg_quality,
+        "mean_bytes": sum(map(len, frames)) / len(frames),
+        "encode_ms": sum(f.encode_ms for f in encoded) / len(encoded),
+    }
+    return frames, info
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    config = BenchConfig(
+        protocols=args.protocols,
+        models=args.models,
+        concurrency=args.concurrency if not args.rate else (),
+        rates=args.rate,
+        arrivals=args.arrivals,
+        max_inflight=args.max_inflight,
+        window_s=args.window,
+        window_requests=args.window_requests,
+        tolerance=args.tolerance,
+        stable_windows=args.stable_windows,
+        max_windows=max(args.max_windows, args.stable_windows),
+        warmup_s=args.warmup,
+        processes=None if args.processes == "auto" else int(args.processes),
+        seed=args.seed,
+    )
+    try:
+        frames, frame_info = prepare_frames(args)
+    except SourceError as error:
+        console.print(f"[red]facewire bench: {error}[/red]")
+        return 2
+    out = args.out or Path("bench-results") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    floors = {}
+    if args.inprocess:
+        for model in config.models:
+            console.print(f"floor: in-process pipeline, model {model}")
+            floors[model] = measure_floor(frames, model)
+    services: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if args.start_services:
+        from client.lab import services as start_services
+
+        services = start_services(args.rest_url, args.grpc_target)
+    total = len(config.models) * len(config.levels) * len(config.protocols) * config.max_windows
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    started = time.time()
+    with services, Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("windows (at most)", total=total)
+
+        def advance(model: str, level: float, protocol: str) -> None:
+            progress.update(task, advance=1, description=f"{model} {level:g} {protocol}")
+
+        points = run_sweep(config, frames, args.rest_url, args.grpc_target,
+                           encode_ms=frame_info["encode_ms"], floors=floors,
+                           progress=advance)  # fmt: skip
+    result = {
+        "facewire_bench": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 1),
+        "command": "python -m client.bench " + shlex.join(sys.argv[1:]),
+        "config": config_dict(config),
+        "machine": machine.describe(),
+        "frames": frame_info,
+        "floor": floors,
+        "points": points,
+    }
+    report.write_all(result, out)
+    report.print_table(result, console)
+    console.print(f"results in {out}/ ({report.REPORT_MD}, {report.RESULTS_CSV}, "
+                  f"{report.RESULTS_JSON}, plots)")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.WARNING)
+    console = Console(width=None if sys.stdout.isatty() else 150)  # logs: do not squeeze
+    if argv[:1] == ["report"]:
+        if len(argv) != 2:
+            console.print("usage: python -m client.bench report DIR")
+            return 2
+        rebuilt = report.rebuild(Path(argv[1]))
+        report.print_table(rebuilt, console)
+        return 0
+    return run(parser().parse_args(argv), console)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["ProtocolName", "main"]

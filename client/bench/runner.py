@@ -1,0 +1,222 @@
+"""Runs the sweep: points, windows alternating between protocols, the stability rule."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from client.bench.floor import cores
+from client.bench.load import WindowResult, WindowSpec, serve
+from client.bench.measure import Latency, is_stable, paired_ratio, summarise
+from client.transports import ProtocolName
+
+#: A generator process using this share of one core (or more) cannot keep up.
+CPU_LIMIT = 0.9
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    protocols: tuple[ProtocolName, ...] = ("rest", "grpc", "grpc-stream")
+    models: tuple[str, ...] = ("haar", "echo")
+    concurrency: tuple[int, ...] = (1, 2, 4)
+    rates: tuple[float, ...] = ()  # open loop when given
+    arrivals: str = "constant"
+    max_inflight: int = 64
+    window_s: float = 2.0
+    window_requests: int | None = None
+    tolerance: float = 0.10
+    stable_windows: int = 3
+    max_windows: int = 8
+    warmup_s: float = 1.0
+    processes: int | None = 1  # None: automatic
+    seed: int = 1
+
+    @property
+    def mode(self) -> str:
+        return "open" if self.rates else "closed"
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        return self.rates if self.rates else tuple(float(c) for c in self.concurrency)
+
+
+class LoadPool:
+    """Worker processes that generate the load; each window is split between them."""
+
+    def __init__(
+        self, processes: int, frames: list[bytes], rest_url: str, grpc_target: str
+    ) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        self.size = processes
+        self._workers: list[tuple[Connection, BaseProcess]] = []
+        for _ in range(processes):
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=serve, args=(child, frames, rest_url, grpc_target), daemon=True
+            )
+            process.start()
+            child.close()
+            self._workers.append((parent, process))
+
+    def run(self, spec: WindowSpec) -> WindowResult:
+        shares = self._split(spec)
+        active = [(conn, share) for (conn, _), share in zip(self._workers, shares, strict=True)
+                  if share is not None]  # fmt: skip
+        for conn, share in active:
+            conn.send(share)
+        results: list[WindowResult] = [conn.recv() for conn, _ in active]
+        merged = results[0]
+        for result in results[1:]:
+            merged.merge(result)
+        return merged
+
+    def _split(self, spec: WindowSpec) -> list[WindowSpec | None]:
+        n = self.size
+        requests = [None] * n if spec.requests is None else _spread(spec.requests, n)
+        if spec.concurrency is not None:
+            return [
+                replace(spec, concurrency=c, requests=r, seed=spec.seed + i) if c else None
+                for i, (c, r) in enumerate(zip(_spread(spec.concurrency, n), requests, strict=True))
+            ]
+        assert spec.rate is not None
+        inflight = [max(1, m) for m in _spread(spec.max_inflight, n)]
+        return [
+            replace(spec, rate=spec.rate / n, max_inflight=m, requests=r, seed=spec.seed + i)
+            for i, (m, r) in enumerate(zip(inflight, requests, strict=True))
+        ]
+
+    def close(self) -> None:
+        for conn, process in self._workers:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send(None)
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+            conn.close()
+
+
+def _spread(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+Progress = Callable[[str], None]
+
+
+def measure_point(
+    pool: LoadPool, config: BenchConfig, model: str, level: float, progress: Progress
+) -> dict[ProtocolName, list[WindowResult]]:
+    """Windows A B A B … until every protocol is stable or has had max_windows."""
+
+    def spec(protocol: ProtocolName, window: int, duration: float | None) -> WindowSpec:
+        closed = config.mode == "closed"
+        return WindowSpec(
+            protocol=protocol,
+            model=model,
+            concurrency=int(level) if closed else None,
+            rate=None if closed else level,
+            arrivals=config.arrivals,
+            max_inflight=config.max_inflight,
+            duration_s=duration,
+            requests=config.window_requests
+            if duration is not None and config.window_requests
+            else None,
+            seed=config.seed + window,
+            first_frame=window * 100_000,  # every protocol: the same frames, in the same order
+        )
+
+    for protocol in config.protocols:  # warm-up: connections, caches, the JIT of the server
+        pool.run(replace(spec(protocol, 0, config.warmup_s), requests=None))
+    windows: dict[ProtocolName, list[WindowResult]] = {p: [] for p in config.protocols}
+    duration = None if config.window_requests else config.window_s
+    for k in range(config.max_windows):
+        for protocol in config.protocols:
+            windows[protocol].append(pool.run(spec(protocol, k, duration)))
+            progress(protocol)
+        if all(is_stable(w, config.stable_windows, config.tolerance) for w in windows.values()):
+            break
+    return windows
+
+
+def point_rows(
+    windows: dict[ProtocolName, list[WindowResult]],
+    config: BenchConfig,
+    *,
+    model: str,
+    level: float,
+    encode_ms: float,
+    floor: dict[str, float] | None,
+) -> list[dict[str, object]]:
+    """One row per protocol, from its last ``stable_windows`` windows, with paired ratios
+    against the first protocol."""
+    rows = []
+    baseline = config.protocols[0]
+    k = config.stable_windows
+    for all_windows in windows.values():
+        counted = all_windows[-k:]
+        stable = is_stable(all_windows, k, config.tolerance)
+        row: dict[str, object] = {"model": model, "mode": config.mode, "level": level}
+        row.update(summarise(counted, stable=stable, encode_ms=encode_ms, cpu_limit=CPU_LIMIT))
+        row["windows"] = len(all_windows)
+        row["ratio_baseline"] = baseline
+        row["ratio_throughput"] = paired_ratio(windows[baseline][-k:], counted, "throughput")
+        row["ratio_p50"] = paired_ratio(windows[baseline][-k:], counted, "p50")
+        if floor:
+            latency = row["latency_ms"]
+            row["efficiency"] = float(row["throughput"]) / floor["limit_throughput"]  # type: ignore[arg-type]
+            row["floor_overhead_ms"] = (
+                latency["p50"] - floor["single_thread_p50_ms"]
+                if isinstance(latency, dict)
+                else None
+            )
+        rows.append(row)
+    return rows
+
+
+def run_sweep(
+    config: BenchConfig,
+    frames: list[bytes],
+    rest_url: str,
+    grpc_target: str,
+    *,
+    encode_ms: float,
+    floors: dict[str, dict[str, float]],
+    progress: Callable[[str, float, str], None] = lambda *_: None,
+) -> list[dict[str, object]]:
+    """Every point of the sweep. With automatic processes, a point where the generator was
+    the bottleneck is measured again with twice the processes (up to the core count)."""
+    processes = config.processes or 1
+    pool = LoadPool(processes, frames, rest_url, grpc_target)
+    rows: list[dict[str, object]] = []
+    try:
+        for model in config.models:
+            for level in config.levels:
+                while True:
+                    report = _reporter(progress, model, level)
+                    windows = measure_point(pool, config, model, level, report)
+                    point = point_rows(windows, config, model=model, level=level,
+                                       encode_ms=encode_ms, floor=floors.get(model))  # fmt: skip
+                    bound = any(r["client_bound"] for r in point)
+                    if config.processes is None and bound and pool.size * 2 <= cores():
+                        pool.close()
+                        pool = LoadPool(pool.size * 2, frames, rest_url, grpc_target)
+                        continue
+                    rows.extend(point)
+                    break
+    finally:
+        pool.close()
+    return rows
+
+
+def _reporter(progress: Callable[[str, float, str], None], model: str, level: float) -> Progress:
+    return lambda protocol: progress(model, level, protocol)
+
+
+def config_dict(config: BenchConfig) -> dict[str, object]:
+    return {**asdict(config), "mode": config.mode}
+
+
+__all__ = ["BenchConfig", "Latency", "config_dict", "run_sweep"]
