@@ -128,8 +128,9 @@ class SampleSource:
         self.width, self.height = width, height
         self.description = f"sample ({width}×{height}, looping)"
         head = _head()
-        big = cv2.resize(head, None, fx=1.35, fy=1.35, interpolation=cv2.INTER_AREA)
-        small = cv2.flip(cv2.resize(head, None, fx=1.05, fy=1.05), 1)
+        scale = min(width, height) / 720  # the heads keep their place in the analysed square
+        big = cv2.resize(head, None, fx=1.35 * scale, fy=1.35 * scale, interpolation=cv2.INTER_AREA)
+        small = cv2.flip(cv2.resize(head, None, fx=1.05 * scale, fy=1.05 * scale), 1)
         self._heads = (cast(Image, big), cast(Image, small))
         rows = np.linspace(60, 150, height, dtype=np.float32)[:, None]
         cols = np.linspace(0, 40, width, dtype=np.float32)[None, :]

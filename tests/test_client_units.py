@@ -151,6 +151,15 @@ def test_sample_is_deterministic_and_always_shows_two_faces() -> None:
     assert sample.read().shape == (720, 1280, 3)
 
 
+@pytest.mark.parametrize(("width", "height"), [(320, 180), (640, 480), (720, 1280), (1920, 1080)])
+def test_sample_at_any_size_keeps_its_faces(width: int, height: int) -> None:
+    frame = SampleSource(width, height).frame(10)
+    assert frame.shape == (height, width, 3)
+    if min(width, height) >= 480:  # below that the faces are under the cascade's minSize
+        square, _ = centre_crop(frame)
+        assert len(FaceDetector().detect(detector_input(square))) == 2
+
+
 def test_folder_source_loops_in_name_order_and_skips_unreadable(tmp_path: Path) -> None:
     for name, value in (("b.png", 200), ("a.jpg", 100)):
         cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), value, np.uint8))

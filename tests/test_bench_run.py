@@ -1,0 +1,169 @@
+"""The benchmark end to end, against real services on ephemeral ports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from client.bench.load import WindowSpec
+from client.bench.measure import Latency
+from client.bench.runner import LoadPool
+from client.sources import SampleSource
+from facewire.settings import Settings
+from tests.servers import ROOT, ServiceProcess, rest_server
+from tests.test_client_live import free_port
+
+QUICK = ("--window", "0.4", "--max-windows", "3", "--warmup", "0.2", "--frames", "4")
+
+
+def bench(out: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "client.bench", *QUICK, "--out", str(out), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def assert_png(path: Path) -> None:
+    image = cv2.imread(str(path))
+    assert image is not None, path
+    assert image.shape[0] > 200
+    assert image.shape[1] > 300
+    assert image.std() > 5, f"{path.name} is blank"
+
+
+def test_short_closed_loop_run_produces_every_output(
+    rest_url: str, grpc_target: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    done = bench(out, "--rest-url", rest_url, "--grpc-target", grpc_target,
+                 "--protocols", "rest,grpc,grpc-stream", "--models", "haar,echo",
+                 "--concurrency", "1,2", "--inprocess")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads((out / "results.json").read_text())
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(run["points"]) == len(rows) == 2 * 2 * 3  # models × levels × protocols
+    for point, row in zip(run["points"], rows, strict=True):  # the CSV agrees with the JSON
+        assert row["protocol"] == point["protocol"]
+        assert row["model"] == point["model"]
+        assert float(row["throughput"]) == pytest.approx(point["throughput"])
+        assert float(row["p50_ms"]) == pytest.approx(point["latency_ms"]["p50"])
+        assert int(row["errors"]) == point["error_count"] == 0
+        assert point["completed"] > 0
+        assert point["bytes_sent"] > 1000  # the frames travelled
+    haar = [p for p in run["points"] if p["model"] == "haar"]
+    echo = [p for p in run["points"] if p["model"] == "echo"]
+    assert all(p["server_ms"]["detect"] > 0 for p in haar)
+    assert all(p["server_ms"]["total"] == 0 for p in echo)  # echo does no image work
+    assert set(run["floor"]) == {"haar", "echo"}
+    assert run["floor"]["haar"]["single_thread_p50_ms"] > 0
+    assert all(p["efficiency"] > 0 for p in haar)
+    assert run["machine"]["cores"] >= 1
+    assert run["machine"]["packages"]["grpcio"]
+    for kind in ("cdf", "sweep", "breakdown"):
+        for model in ("haar", "echo"):
+            assert_png(out / f"{kind}_{model}.png")
+    report = (out / "report.md").read_text()
+    assert "## Conclusion" in report
+    assert "![breakdown_haar](breakdown_haar.png)" in report
+    assert "median end-to-end latency" in report
+
+    # `report DIR` rebuilds everything from the JSON alone.
+    csv_before = (out / "results.csv").read_text()
+    for name in ("results.csv", "report.md", "cdf_haar.png"):
+        (out / name).unlink()
+    rebuilt = subprocess.run([sys.executable, "-m", "client.bench", "report", str(out)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (out / "results.csv").read_text() == csv_before
+    assert (out / "report.md").read_text() == report
+    assert_png(out / "cdf_haar.png")
+
+
+def test_short_open_loop_run(rest_url: str, grpc_target: str, tmp_path: Path) -> None:
+    out = tmp_path / "open"
+    done = bench(out, "--rest-url", rest_url, "--grpc-target", grpc_target,
+                 "--protocols", "rest,grpc", "--models", "echo", "--rate", "20,40",
+                 "--arrivals", "poisson", "--resolution", "320x180",
+                 "--jpeg-quality", "50")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads((out / "results.json").read_text())
+    assert run["config"]["mode"] == "open"
+    assert run["frames"]["width"] == 320
+    assert {p["level"] for p in run["points"]} == {20.0, 40.0}
+    for point in run["points"]:
+        assert point["completed"] > 0
+        assert point["service_ms"]["p50"] <= point["latency_ms"]["p50"] + 1e-9
+        assert point["late"] >= 0
+        assert point["dropped"] == 0
+
+
+def test_dead_port_finishes_with_clear_error_counts(tmp_path: Path) -> None:
+    port = free_port()
+    out = tmp_path / "dead"
+    done = bench(out, "--rest-url", f"http://127.0.0.1:{port}",
+                 "--grpc-target", f"127.0.0.1:{port}", "--models", "echo",
+                 "--concurrency", "1", "--max-windows", "3")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads((out / "results.json").read_text())
+    for point in run["points"]:
+        assert point["completed"] == 0
+        assert point["error_count"] > 0
+        assert set(point["errors"]) == {"unreachable"}
+        assert point["latency_ms"] is None
+    assert "Errors:" in (out / "report.md").read_text()
+
+
+def test_a_service_that_rejects_everything(tmp_path: Path) -> None:
+    settings = Settings(storage_dir=tmp_path / "s", max_upload_bytes=1000, threads=1)
+    out = tmp_path / "rejected"
+    with rest_server(settings) as url:
+        done = bench(out, "--rest-url", url, "--protocols", "rest", "--models", "haar",
+                     "--concurrency", "1")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (point,) = json.loads((out / "results.json").read_text())["points"]
+    assert point["completed"] == 0
+    assert point["errors"]["rejected"] > 0
+    assert "rejected" in (out / "results.csv").read_text()
+
+
+def test_a_stalled_server_shows_in_p99_under_open_loop_load(tmp_path: Path) -> None:
+    env = {"FACEWIRE_GRPC_PORT": "0", "FACEWIRE_STORAGE_DIR": str(tmp_path)}
+    frames = [cv2.imencode(".jpg", SampleSource(320, 180).frame(n))[1].tobytes() for n in range(3)]
+    with ServiceProcess("grpc_service", env) as service:
+        target = service.address()
+        pool = LoadPool(1, frames, "http://127.0.0.1:1", target)
+        try:
+            spec = WindowSpec("grpc", "echo", None, rate=40.0, duration_s=0.5)
+            pool.run(spec)  # warm: the connection is up before the measured window
+            results = []
+            measured = WindowSpec("grpc", "echo", None, rate=40.0, duration_s=3.0)
+            window = threading.Thread(target=lambda: results.append(pool.run(measured)))
+            window.start()
+            time.sleep(1.0)  # fault injection: the stall lands mid-window
+            os.kill(service.process.pid, signal.SIGSTOP)
+            time.sleep(0.6)
+            os.kill(service.process.pid, signal.SIGCONT)
+            window.join(60)
+        finally:
+            pool.close()
+    (result,) = results
+    latency = Latency.of(result.latency)
+    assert latency is not None
+    assert result.completed + sum(result.errors.values()) + result.dropped == 120
+    assert latency.p50 < 100  # most requests never saw the stall
+    assert latency.p99 > 300  # but the stall is in the tail, not hidden
