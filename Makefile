@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run gui serve run-rest run-grpc test pytest lint format proto \
+.PHONY: help setup system-deps run gui bench serve run-rest run-grpc test pytest lint format proto \
         screenshot fixtures docker-lint docker-up docker-down docker-smoke constraints clean
 
 help: ## List the targets
@@ -28,6 +28,9 @@ system-deps: ## Install the Debian packages the tests need (only those missing)
 
 run: setup ## The main job: both services + the GUI (or, with no display, a headless comparison)
 	$(BIN)/python -m client.lab
+
+bench: setup ## The benchmark: start the services, run the sweep, write a report (ARGS="...")
+	$(BIN)/python -m client.bench --start-services --inprocess $(ARGS)
 
 gui: setup ## The GUI alone, against services already running (ARGS="--source sample --mode both")
 	$(BIN)/python -m client $(ARGS)

@@ -150,7 +150,7 @@ class ProtocolWorker:
         if previous != "connected":
             log.info("%s: connected", self.protocol)
         self.stats.record(
-            reply.latency_ms, reply.result.timings.total, reply.bytes_sent, reply.bytes_received
+            reply.latency_ms, reply.result.timings.in_server, reply.bytes_sent, reply.bytes_received
         )
         self.shown = Shown(frame, reply)
 

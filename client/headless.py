@@ -40,7 +40,7 @@ def compare(
                     continue
                 stats.record(
                     reply.latency_ms,
-                    reply.result.timings.total,
+                    reply.result.timings.in_server,
                     reply.bytes_sent,
                     reply.bytes_received,
                 )

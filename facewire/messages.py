@@ -67,6 +67,12 @@ class Timings:
     total: float = 0.0
     queue: float = 0.0
 
+    @property
+    def in_server(self) -> float:
+        """All the time the request spent in the server's data plane: waiting plus working.
+        End-to-end minus this is what the protocol and the frameworks cost."""
+        return self.queue + self.total
+
 
 @dataclass(frozen=True, slots=True)
 class DetectionRequest:

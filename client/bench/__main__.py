@@ -74,7 +74,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stable-windows", type=int, default=3)
     p.add_argument("--max-windows", type=int, default=8, help="per protocol and point")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds per protocol and point")
-    p.add_argument("--processes", default="1", help="load processes, or 'auto'")
+    p.add_argument(
+        "--processes",
+        default="auto",
+        help="load processes, or auto: 1, more where the generator is the bottleneck",
+    )
     p.add_argument("--source", default="sample", help="sample, camera index, video, folder")
     p.add_argument("--frames", type=int, default=30, help="frames taken from the source")
     p.add_argument("--resolution", type=_resolution, help="resize frames, e.g. 640x360")
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     out = args.out or Path("bench-results") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     floors = {}
     if args.inprocess:
-        for model in config.models:
+        for model in (m for m in config.models if m != "echo"):  # echo has no pipeline work
             console.print(f"floor: in-process pipeline, model {model}")
             floors[model] = measure_floor(frames, model)
     services: contextlib.AbstractContextManager[None] = contextlib.nullcontext()

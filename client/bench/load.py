@@ -84,7 +84,8 @@ class WindowResult:
     server_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SERVER_STAGES, 0.0))
     cpu_s: float = 0.0
     processes: int = 1
-    #: Encoded HdrHistograms (µs): latency from intended send, service time, overhead.
+    #: Encoded HdrHistograms (µs): latency from intended send, service time, and overhead
+    #: (service time minus the server's own time, its queue included).
     latency: bytes = b""
     service: bytes = b""
     overhead: bytes = b""
@@ -155,7 +156,7 @@ class Recorder:
             t = reply.result.timings
             latency.record_value(max(1, round(timing.latency_s * 1e6)))
             service.record_value(max(1, round(timing.service_s * 1e6)))
-            overhead.record_value(max(1, round((timing.service_s * 1e3 - t.total) * 1e3)))
+            overhead.record_value(max(1, round((timing.service_s * 1e3 - t.in_server) * 1e3)))
             out.bytes_sent += reply.bytes_sent
             out.bytes_received += reply.bytes_received
             out.parse_ms += reply.parse_ms

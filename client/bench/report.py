@@ -249,8 +249,9 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
             f"## Model `{model}`",
             "",
             f"| {_level_name(run)} | protocol | answers/s | p50 ms | p95 ms | p99 ms | max ms | "
-            "overhead p50 ms | ratio p50 | ratio answers/s | stable | errors | efficiency |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "overhead p50 ms | ratio p50 | ratio answers/s | stable | errors | efficiency | "
+            "load processes, CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sorted(rows, key=lambda r: (r["level"], r["protocol"])):
             lat = r["latency_ms"] or {}
@@ -259,7 +260,10 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
                 f"{_fmt(lat.get('p50'))} | {_fmt(lat.get('p95'))} | {_fmt(lat.get('p99'))} | "
                 f"{_fmt(lat.get('max'))} | {_fmt(_get(r, 'overhead_ms', 'p50'))} | "
                 f"{_fmt(r['ratio_p50'])} | {_fmt(r['ratio_throughput'])} | "
-                f"{_fmt(r['stable'])} | {r['error_count']} | {_fmt(r.get('efficiency'))} |"
+                f"{_fmt(r['stable'])} | {r['error_count']} | {_fmt(r.get('efficiency'))} | "
+                f"{r['processes']}, {r['client_cpu']:.2f}"
+                + (" (bound)" if r["client_bound"] else "")
+                + " |"
             )
         out.append("")
         for image in images:
@@ -301,8 +305,13 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
         f"±{cfg['tolerance'] * 100:.0f} % on throughput and p95 (at most "
         f"{cfg['max_windows']} windows). Ratios are medians over back-to-back window pairs "
         f"against `{baseline}`.",
-        "- Overhead: end-to-end minus the server's own total. Efficiency: throughput ÷ (cores ÷ "
-        "single-thread in-process time per frame).",
+        "- Overhead: end-to-end minus the server's own time (its queue wait plus its pipeline "
+        "total), so it is what the protocol and the frameworks cost. Efficiency: throughput ÷ "
+        "(cores ÷ single-thread in-process time per frame); not given for `echo`, which does "
+        "no pipeline work.",
+        "- Load processes, CPU: how many processes generated the load, and the cores they "
+        "used together; `bound` marks a point where the generator, not the server, was the "
+        "bottleneck.",
         "- Everything ran on one machine over loopback; the load generator shares the CPU with "
         "the services, and its own CPU use is in the CSV (`client_cpu`, `client_bound`).",
         "",
@@ -333,15 +342,16 @@ def rebuild(out: Path) -> Row:
 def print_table(run: Row, console: Console | None = None) -> None:
     table = Table(title="facewire benchmark (ms unless noted)")
     for column in ("model", "level", "protocol", "answers/s", "p50", "p95", "p99",
-                   "overhead p50", "ratio p50", "stable", "errors", "cpu"):  # fmt: skip
+                   "overhead p50", "ratio p50", "stable", "errors", "procs", "cpu"):  # fmt: skip
         table.add_column(column, justify="left" if column in {"model", "protocol"} else "right")
     for r in run["points"]:
         lat = r["latency_ms"] or {}
+        bound = " [red]bound[/red]" if r["client_bound"] else ""
         table.add_row(
             r["model"], f"{r['level']:g}", r["protocol"], f"{r['throughput']:.1f}",
             _fmt(lat.get("p50")), _fmt(lat.get("p95")), _fmt(lat.get("p99")),
             _fmt(_get(r, "overhead_ms", "p50")), _fmt(r["ratio_p50"]),
             "yes" if r["stable"] else "[red]NO[/red]", str(r["error_count"]),
-            f"{r['client_cpu']:.2f}" + (" [red]bound[/red]" if r["client_bound"] else ""),
+            str(r["processes"]), f"{r['client_cpu']:.2f}{bound}",
         )  # fmt: skip
     (console or Console()).print(table)

@@ -121,14 +121,12 @@ def measure_point(
             arrivals=config.arrivals,
             max_inflight=config.max_inflight,
             duration_s=duration,
-            requests=config.window_requests
-            if duration is not None and config.window_requests
-            else None,
+            requests=config.window_requests if duration is None else None,
             seed=config.seed + window,
             first_frame=window * 100_000,  # every protocol: the same frames, in the same order
         )
 
-    for protocol in config.protocols:  # warm-up: connections, caches, the JIT of the server
+    for protocol in config.protocols:  # warm-up: connections and caches, never counted
         pool.run(replace(spec(protocol, 0, config.warmup_s), requests=None))
     windows: dict[ProtocolName, list[WindowResult]] = {p: [] for p in config.protocols}
     duration = None if config.window_requests else config.window_s
