@@ -8,6 +8,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
+
 from facewire.detector import FaceDetector
 from facewire.messages import DetectionRequest, Model
 from facewire.pipeline import Pipeline
@@ -18,10 +20,9 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def measure_floor(frames: list[bytes], model: str, seconds: float = 2.0) -> dict[str, float]:
-    """Single-thread time per frame (p50 and mean, ms) and all-cores throughput (frames/s)."""
-    pipeline = Pipeline(Settings(), FaceDetector(), None)
-    requests = [DetectionRequest(f, model=Model.parse(model)) for f in frames]
+def _time_per_frame(
+    pipeline: Pipeline, requests: list[DetectionRequest], seconds: float
+) -> list[float]:
     for request in requests[:3]:
         pipeline.run(request)  # warm caches and this thread's cascade
     times: list[float] = []
@@ -32,6 +33,38 @@ def measure_floor(frames: list[bytes], model: str, seconds: float = 2.0) -> dict
         pipeline.run(requests[i % len(requests)])
         times.append((time.perf_counter() - start) * 1000)
         i += 1
+    return times
+
+
+def measure_floor(frames: list[bytes], model: str, seconds: float = 2.0) -> dict[str, float]:
+    """The pipeline with no protocol.
+
+    - single thread: one core, OpenCV's own threads off; the basis of efficiency.
+    - lone request: one caller, OpenCV free to spread one frame over idle cores.
+    - all cores: one pipeline thread per core, OpenCV's own threads off.
+    """
+    pipeline = Pipeline(Settings(), FaceDetector(), None)
+    requests = [DetectionRequest(f, model=Model.parse(model)) for f in frames]
+    lone = _time_per_frame(pipeline, requests, seconds / 2)
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        times = _time_per_frame(pipeline, requests, seconds)
+        throughput = _all_cores(pipeline, requests, seconds)
+    finally:
+        cv2.setNumThreads(opencv_threads)
+    return {
+        "single_thread_p50_ms": statistics.median(times),
+        "single_thread_mean_ms": statistics.fmean(times),
+        "lone_request_p50_ms": statistics.median(lone),
+        "all_cores_throughput": throughput,
+        "cores": float(cores()),
+        # The ideal: every core busy with nothing but the pipeline.
+        "limit_throughput": cores() / (statistics.fmean(times) / 1000),
+    }
+
+
+def _all_cores(pipeline: Pipeline, requests: list[DetectionRequest], seconds: float) -> float:
     n = cores()
     counts = [0] * n
     barrier = threading.Barrier(n)
@@ -50,12 +83,4 @@ def measure_floor(frames: list[bytes], model: str, seconds: float = 2.0) -> dict
     with ThreadPoolExecutor(n) as pool:
         list(pool.map(busy, range(n)))
     elapsed = time.perf_counter() - started
-    done = sum(counts)
-    return {
-        "single_thread_p50_ms": statistics.median(times),
-        "single_thread_mean_ms": statistics.fmean(times),
-        "all_cores_throughput": done / elapsed,
-        "cores": float(n),
-        # The ideal: every core busy with nothing but the pipeline.
-        "limit_throughput": n / (statistics.fmean(times) / 1000),
-    }
+    return sum(counts) / elapsed
