@@ -112,6 +112,17 @@ def test_short_open_loop_run(rest_url: str, grpc_target: str, tmp_path: Path) ->
         assert point["dropped"] == 0
 
 
+def test_windows_by_request_count(rest_url: str, grpc_target: str, tmp_path: Path) -> None:
+    out = tmp_path / "count"
+    done = bench(out, "--rest-url", rest_url, "--grpc-target", grpc_target,
+                 "--protocols", "rest,grpc", "--models", "echo", "--concurrency", "2",
+                 "--window-requests", "25")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads((out / "results.json").read_text())
+    for point in run["points"]:
+        assert point["completed"] == 25 * min(point["windows"], 3)  # the counted windows
+
+
 def test_dead_port_finishes_with_clear_error_counts(tmp_path: Path) -> None:
     port = free_port()
     out = tmp_path / "dead"
