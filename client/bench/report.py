@@ -97,12 +97,28 @@ def _level_name(run: Row) -> str:
     return "rate (requests/s)" if run["config"]["mode"] == "open" else "concurrency"
 
 
-def plot_cdf(run: Row, model: str, path: Path) -> None:
-    rows = [r for r in run["points"] if r["model"] == model]
+def _model_rows(run: Row, model: str) -> list[Row]:
+    return [r for r in run["points"] if r["model"] == model]
+
+
+def _first_level(run: Row, model: str) -> tuple[float, list[Row]]:
+    """The lightest load of a model's sweep, and its rows (one per protocol)."""
+    rows = _model_rows(run, model)
     first = min(r["level"] for r in rows)
+    return first, [r for r in rows if r["level"] == first]
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_cdf(run: Row, model: str, path: Path) -> None:
+    first, rows = _first_level(run, model)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in rows:
-        if r["level"] == first and r["cdf"]:
+        if r["cdf"]:
             xs = [ms for _, ms in r["cdf"]]
             ys = [q for q, _ in r["cdf"]]
             ax.plot(xs, ys, marker=".", label=r["protocol"], color=_rgb(r["protocol"]))
@@ -112,13 +128,11 @@ def plot_cdf(run: Row, model: str, path: Path) -> None:
     ax.set_title(f"Latency CDF: model {model}, {_level_name(run)} {first:g}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_sweep(run: Row, model: str, path: Path) -> None:
-    rows = [r for r in run["points"] if r["model"] == model]
+    rows = _model_rows(run, model)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for protocol in _protocols(rows):
         mine = sorted((r for r in rows if r["protocol"] == protocol), key=lambda r: r["level"])
@@ -135,15 +149,11 @@ def plot_sweep(run: Row, model: str, path: Path) -> None:
         ax.set_xlabel(_level_name(run))
         ax.grid(True, alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_breakdown(run: Row, model: str, path: Path) -> None:
-    rows = [r for r in run["points"] if r["model"] == model]
-    first = min(r["level"] for r in rows)
-    rows = [r for r in rows if r["level"] == first]
+    first, rows = _first_level(run, model)
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.7 * len(rows)))
     colours = plt.get_cmap("tab10")
     for i, r in enumerate(rows):
@@ -156,9 +166,7 @@ def plot_breakdown(run: Row, model: str, path: Path) -> None:
     ax.set_xlabel("mean milliseconds per request")
     ax.set_title(f"Where the time goes: model {model}, {_level_name(run)} {first:g}")
     ax.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _rgb(protocol: str) -> tuple[float, float, float]:
@@ -190,7 +198,7 @@ def conclusions(run: Row) -> list[str]:
     """Plain sentences with their numbers, for the top of the report."""
     lines = []
     for model in _models(run["points"]):
-        rows = [r for r in run["points"] if r["model"] == model]
+        rows = _model_rows(run, model)
         low, high = min(r["level"] for r in rows), max(r["level"] for r in rows)
         at_low = {r["protocol"]: r for r in rows if r["level"] == low and r["latency_ms"]}
         if at_low:
@@ -244,7 +252,7 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
         "",
     ]
     for model in _models(run["points"]):
-        rows = [r for r in run["points"] if r["model"] == model]
+        rows = _model_rows(run, model)
         out += [
             f"## Model `{model}`",
             "",
@@ -277,7 +285,7 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
         for model, f in run["floor"].items():
             out.append(
                 f"| {model} | {f['single_thread_p50_ms']:.2f} | {f['single_thread_mean_ms']:.2f} | "
-                f"{f['lone_request_p50_ms']:.2f} | {f['all_cores_throughput']:.1f} | "
+                f"{_fmt(f.get('lone_request_p50_ms'))} | {f['all_cores_throughput']:.1f} | "
                 f"{f['limit_throughput']:.1f} |"
             )
         out += ["",
