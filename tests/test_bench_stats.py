@@ -107,6 +107,18 @@ def test_open_loop_schedules() -> None:
     assert statistics.pstdev(gaps) == pytest.approx(1 / 20, rel=0.15)  # exponential: sd = mean
 
 
+def test_processes_sharing_a_constant_rate_interleave() -> None:
+    from client.bench.runner import LoadPool
+
+    pool = LoadPool.__new__(LoadPool)  # only the splitting logic: no processes needed
+    pool.size = 2
+    whole = WindowSpec("rest", "haar", None, rate=20.0, duration_s=1.0, max_inflight=8)
+    shares = pool._split(whole)
+    merged = sorted(t for share in shares if share for t in schedule(share, 0.0))
+    assert merged == pytest.approx([n / 20 for n in range(20)])  # evenly spaced, no bursts
+    assert sum(share.max_inflight for share in shares if share) == 8
+
+
 def test_a_stall_shows_in_p99_when_latency_counts_from_the_intended_send() -> None:
     """Coordinated omission by hand: 20 requests/s for 10 s, and the server stalls for 1 s.
 

@@ -163,9 +163,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         def advance(model: str, level: float, protocol: str) -> None:
             progress.update(task, advance=1, description=f"{model} {level:g} {protocol}")
 
-        points = run_sweep(config, frames, args.rest_url, args.grpc_target,
-                           encode_ms=frame_info["encode_ms"], floors=floors,
-                           progress=advance)  # fmt: skip
+        try:
+            points = run_sweep(config, frames, args.rest_url, args.grpc_target,
+                               encode_ms=frame_info["encode_ms"], floors=floors,
+                               progress=advance)  # fmt: skip
+        except RuntimeError as error:
+            console.print(f"[red]facewire bench: {error}[/red]")
+            return 1
     result = {
         "facewire_bench": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -45,6 +45,9 @@ class WindowSpec:
     seed: int = 1
     #: Index of the first frame: every protocol walks the frames in the same order.
     first_frame: int = 0
+    #: Open loop: when this process's first send is due, so that N processes sharing a
+    #: constant rate interleave evenly instead of sending in bursts of N.
+    offset_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -273,6 +276,7 @@ def schedule(spec: WindowSpec, start: float) -> list[float]:
     if count is None:
         assert spec.duration_s is not None
         count = max(1, round(spec.rate * spec.duration_s))
+    start += spec.offset_s
     if spec.arrivals == "poisson":
         rng = random.Random(spec.seed)  # noqa: S311 (a reproducible schedule, not a secret)
         times, t = [], start

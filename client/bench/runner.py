@@ -68,11 +68,26 @@ class LoadPool:
                   if share is not None]  # fmt: skip
         for conn, share in active:
             conn.send(share)
-        results: list[WindowResult] = [conn.recv() for conn, _ in active]
+        results = [self._receive(conn) for conn, _ in active]
         merged = results[0]
         for result in results[1:]:
             merged.merge(result)
         return merged
+
+    def _receive(self, conn: Connection) -> WindowResult:
+        """The result from one process, or a clear error if that process died."""
+        process = next(p for c, p in self._workers if c is conn)
+        try:
+            while not conn.poll(1.0):
+                if not process.is_alive():
+                    break
+            result: WindowResult = conn.recv()
+        except (EOFError, OSError):
+            process.join(5)
+            raise RuntimeError(
+                f"a load process died (exit code {process.exitcode}); the run stops here"
+            ) from None
+        return result
 
     def _split(self, spec: WindowSpec) -> list[WindowSpec | None]:
         n = self.size
@@ -85,7 +100,14 @@ class LoadPool:
         assert spec.rate is not None
         inflight = [max(1, m) for m in _spread(spec.max_inflight, n)]
         return [
-            replace(spec, rate=spec.rate / n, max_inflight=m, requests=r, seed=spec.seed + i)
+            replace(
+                spec,
+                rate=spec.rate / n,
+                max_inflight=m,
+                requests=r,
+                seed=spec.seed + i,
+                offset_s=i / spec.rate,
+            )
             for i, (m, r) in enumerate(zip(inflight, requests, strict=True))
         ]
 
