@@ -31,6 +31,7 @@ MODES: dict[str, tuple[ProtocolName, ...]] = {
     "stream": ("grpc-stream",),
 }
 RETRY_SECONDS = 0.5  # pause after an unreachable server before trying again
+QUIT_WAIT_S = 1.0  # how long quitting waits, in all, for workers to finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +113,20 @@ class ProtocolWorker:
             self.stats.deactivate()
 
     def stop(self) -> None:
+        """Ask the thread to end, and close its connection: a request waiting on a stalled
+        server then fails at once instead of holding the quit up for its timeout."""
         self._stop.set()
         self._active.set()  # wake it so it sees the stop
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
-        if self._transport is not None:
+        if self._transport is not None:  # one made while stop() ran; closing is idempotent
             self._transport.close()
 
     def _run(self) -> None:
@@ -139,7 +148,11 @@ class ProtocolWorker:
             reply = self._transport.detect(
                 frame.jpeg, model=frame.model, save=frame.save, frame_id=str(frame.seq)
             )
-        except TransportError as error:
+        except Exception as error:
+            if self._stop.is_set():
+                return  # the connection was closed under the request to quit promptly
+            if not isinstance(error, TransportError):
+                raise
             state = "unreachable" if error.kind == "unreachable" else "error"
             if state != previous:
                 log.info("%s: %s (%s)", self.protocol, state, error.message)
@@ -208,15 +221,25 @@ class Engine:
     def active_workers(self) -> list[ProtocolWorker]:
         return [self.workers[p] for p in MODES[self.mode]]
 
-    def stop(self) -> None:
-        """Stop capture and workers, close connections and release the source."""
+    def stop(self) -> list[str]:
+        """Stop capture and workers, close connections and release the source.
+
+        Closing a connection cancels a gRPC call at once, but not an HTTP read already
+        blocked on a stalled server; such a worker gets a bounded wait and is then left
+        behind (its thread is a daemon). Returns the protocols left behind.
+        """
         self._stop.set()
         for worker in self.workers.values():
             worker.stop()
-        self._capture.join(timeout=5)
+        deadline = time.monotonic() + QUIT_WAIT_S
+        self._capture.join(timeout=QUIT_WAIT_S)
         for worker in self.workers.values():
-            worker.join(timeout=5)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
         self.source.close()
+        left: list[str] = [p for p, w in self.workers.items() if w.alive]
+        if left:
+            log.info("quit without waiting for %s: a request is still outstanding", left)
+        return left
 
     def _capture_loop(self) -> None:
         period = 1.0 / self.source.fps if self.source.fps else 0.0

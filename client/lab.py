@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -51,7 +52,13 @@ def services(rest_url: str, grpc_target: str) -> Iterator[None]:
         yield
         return
     log.info("starting both services (python -m facewire.serve)")
-    child = subprocess.Popen([sys.executable, "-m", "facewire.serve"])
+    rest, grpc_port = urlsplit(rest_url), grpc_target.rsplit(":", 1)[-1]
+    env = {
+        **os.environ,
+        "FACEWIRE_REST_PORT": str(rest.port or 80),
+        "FACEWIRE_GRPC_PORT": grpc_port,
+    }
+    child = subprocess.Popen([sys.executable, "-m", "facewire.serve"], env=env)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not ready(rest_url, grpc_target):

@@ -102,6 +102,7 @@ class ProtocolStats:
             self._warmup = WARMUP
             if self._started is None:
                 self._started = self.clock()
+                self._done_at.clear()  # answers from an earlier activation are not "recent"
 
     def deactivate(self) -> None:
         with self._lock:

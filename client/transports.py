@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -192,6 +192,45 @@ class GrpcTransport(_GrpcChannel):
         return self._reply(request, raw, self._parse(raw), start, received)
 
 
+class _Watchdog:
+    """Calls ``expire`` when an armed deadline passes; one thread for a transport's life
+    (a ``threading.Timer`` per request would start a thread inside the measured time)."""
+
+    def __init__(self, expire: Callable[[], None]) -> None:
+        self._expire = expire
+        self._deadline: float | None = None
+        self._closed = False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._run, name="stream-watchdog", daemon=True).start()
+
+    def arm(self, seconds: float) -> None:
+        with self._changed:
+            self._deadline = time.monotonic() + seconds
+            self._changed.notify()
+
+    def disarm(self) -> None:
+        with self._changed:
+            self._deadline = None  # no notify: the thread re-checks when it wakes anyway
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+
+    def _run(self) -> None:
+        with self._changed:
+            while not self._closed:
+                if self._deadline is None:
+                    self._changed.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._changed.wait(remaining)
+                    continue
+                self._deadline = None
+                self._expire()
+
+
 _END = object()
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
@@ -206,6 +245,7 @@ class GrpcStreamTransport(_GrpcChannel):
         self._stream: grpc.StreamStreamMultiCallable[bytes, bytes] = self._channel.stream_stream(
             _DETECT_STREAM
         )
+        self._watchdog = _Watchdog(self._cancel_call)
         self._outbox: queue.SimpleQueue[object] | None = None
         self._replies: Iterator[bytes] | None = None
         self._call: grpc.Call | None = None
@@ -232,12 +272,11 @@ class GrpcStreamTransport(_GrpcChannel):
 
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
         outbox, replies = self._open()
-        # One stream has one deadline; a per-frame timeout cancels the stream instead.
-        watchdog = threading.Timer(self._timeout, self._cancel_call)
         start = time.perf_counter_ns()
         request = _request(image, model, save, frame_id)
+        # One stream has one deadline; a per-frame timeout cancels the stream instead.
+        self._watchdog.arm(self._timeout)
         outbox.put(request)
-        watchdog.start()
         try:
             raw = next(replies)
         except grpc.RpcError as error:
@@ -247,7 +286,7 @@ class GrpcStreamTransport(_GrpcChannel):
             self._reset()
             raise TransportError("protocol", "the server ended the stream") from None
         finally:
-            watchdog.cancel()
+            self._watchdog.disarm()
         received = time.perf_counter_ns()
         message = self._parse(raw)
         if message.HasField("error"):
@@ -261,6 +300,7 @@ class GrpcStreamTransport(_GrpcChannel):
             call.cancel()
 
     def close(self) -> None:
+        self._watchdog.close()
         self._reset()
         super().close()
 

@@ -142,3 +142,18 @@ def test_a_stall_shows_in_p99_when_latency_counts_from_the_intended_send() -> No
     assert service_time.p99 < 20  # service time alone hides the stall below p99...
     assert latency.p99 > 500  # ...latency from the intended send shows it
     assert out.late >= rate * stall * 0.9  # and the sends it pushed back are counted late
+
+
+def test_request_budgets_go_only_to_processes_with_work() -> None:
+    from client.bench.runner import LoadPool
+
+    pool = LoadPool.__new__(LoadPool)  # only the splitting logic: no processes needed
+    pool.size = 2
+    closed = WindowSpec("rest", "haar", 1, rate=None, duration_s=None, requests=20)
+    shares = pool._split(closed)
+    assert [s.requests if s else None for s in shares] == [20, None]
+    opened = WindowSpec("rest", "haar", None, rate=10.0, duration_s=1.0, max_inflight=1)
+    (only, idle) = pool._split(opened)
+    assert idle is None
+    assert only is not None
+    assert (only.rate, only.max_inflight) == (10.0, 1)  # the cap stays the cap

@@ -164,3 +164,41 @@ def test_engine_with_one_dead_protocol_keeps_the_other_going(rest_url: str, face
         assert grpc_.stats.snapshot().last_error
     finally:
         engine.stop()
+
+
+def test_quitting_with_a_stalled_server_does_not_wait_for_timeouts(face: Fixture) -> None:
+    """A server that accepts connections and never answers must not hold the quit up."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # and never a reply
+            except TimeoutError:
+                continue
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    engine = Engine(SampleSource(), lambda p: make_transport(p, url, "127.0.0.1:1"), mode="rest")
+    engine.start()
+    try:
+        wait_for(lambda: accepted, what="the client to connect")
+    finally:
+        left_behind = engine.stop()
+        stop.set()
+        acceptor.join(5)
+        for sock in accepted:
+            sock.close()
+        listener.close()
+    # stop() returned while the request was still outstanding (its timeout is 10 s): had it
+    # waited for the request, the worker would have ended and nothing would be left behind.
+    assert left_behind == ["rest"]
+    assert not engine.workers["grpc"].alive

@@ -313,3 +313,15 @@ def test_every_mode_change_rearms_the_warmup_of_active_protocols() -> None:
     for _ in range(WARMUP):
         stats.record(50.0, 4.0, 1, 1)
     assert stats.snapshot().count == 1  # the answers right after the change were not counted
+
+
+def test_switching_a_protocol_back_on_does_not_spike_its_throughput() -> None:
+    clock = FakeClock()
+    stats = stats_with(clock)
+    for _ in range(100):  # 25 answers/s for 4 s
+        clock.now += 0.04
+        stats.record(20.0, 18.0, 1, 1)
+    stats.deactivate()
+    stats.activate()  # 1 -> 2 -> 1 within five seconds
+    clock.now += 0.1
+    assert stats.snapshot().throughput == 0.0  # nothing answered since it came back

@@ -35,12 +35,30 @@ MODELS = ("haar", "decode", "echo")
 
 def _list(kind: type, choices: tuple[str, ...] | None = None) -> Any:
     def parse(text: str) -> tuple[Any, ...]:
-        values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        try:
+            values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a list of {kind.__name__}: {text}") from None
         if not values:
             raise argparse.ArgumentTypeError("give at least one value")
         if choices and any(v not in choices for v in values):
             raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
+        if kind in (int, float) and any(v <= 0 for v in values):
+            raise argparse.ArgumentTypeError("every value must be above 0")
         return values
+
+    return parse
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError("must be above 0")
+        return value
 
     return parse
 
@@ -50,7 +68,22 @@ def _resolution(text: str) -> tuple[int, int]:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError("WIDTHxHEIGHT, e.g. 1280x720") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError("width and height must be at least 1")
     return width, height
+
+
+def _quality(text: str) -> int:
+    value = _positive(int)(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError("JPEG quality goes from 1 to 100")
+    return int(value)
+
+
+def _processes(text: str) -> str:
+    if text != "auto":
+        _positive(int)(text)
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,22 +100,29 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--rate", type=_list(float), default=(),
                       help="open loop: requests per second, e.g. 10,20,40")  # fmt: skip
     p.add_argument("--arrivals", choices=("constant", "poisson"), default="constant")
-    p.add_argument("--max-inflight", type=int, default=64, help="open loop: in-flight cap")
-    p.add_argument("--window", type=float, default=2.0, help="window length in seconds")
-    p.add_argument("--window-requests", type=int, help="window length in requests instead")
-    p.add_argument("--tolerance", type=float, default=0.10, help="stability: ±fraction")
-    p.add_argument("--stable-windows", type=int, default=3)
-    p.add_argument("--max-windows", type=int, default=8, help="per protocol and point")
-    p.add_argument("--warmup", type=float, default=1.0, help="seconds per protocol and point")
+    p.add_argument(
+        "--max-inflight", type=_positive(int), default=64, help="open loop: in-flight cap"
+    )
+    p.add_argument("--window", type=_positive(float), default=2.0, help="window length in seconds")
+    p.add_argument(
+        "--window-requests", type=_positive(int), help="window length in requests instead"
+    )
+    p.add_argument("--tolerance", type=_positive(float), default=0.10, help="stability: ±fraction")
+    p.add_argument("--stable-windows", type=_positive(int), default=3)
+    p.add_argument("--max-windows", type=_positive(int), default=8, help="per protocol and point")
+    p.add_argument(
+        "--warmup", type=_positive(float), default=1.0, help="seconds per protocol and point"
+    )
     p.add_argument(
         "--processes",
         default="auto",
+        type=_processes,
         help="load processes, or auto: 1, more where the generator is the bottleneck",
     )
     p.add_argument("--source", default="sample", help="sample, camera index, video, folder")
-    p.add_argument("--frames", type=int, default=30, help="frames taken from the source")
+    p.add_argument("--frames", type=_positive(int), default=30, help="frames taken from the source")
     p.add_argument("--resolution", type=_resolution, help="resize frames, e.g. 640x360")
-    p.add_argument("--jpeg-quality", type=int, default=90)
+    p.add_argument("--jpeg-quality", type=_quality, default=90, help="1 to 100")
     p.add_argument("--inprocess", action="store_true", help="also measure the no-protocol floor")
     p.add_argument("--rest-url", default="http://127.0.0.1:8001")
     p.add_argument("--grpc-target", default="127.0.0.1:50051")

@@ -227,6 +227,13 @@ def conclusions(run: Row) -> list[str]:
     if bound:
         names = ", ".join(f"{r['model']}/{r['level']:g}/{r['protocol']}" for r in bound)
         lines.append(f"The load generator, not the server, was the bottleneck at: {names}.")
+    late = [r for r in run["points"] if r["late"] or r["dropped"]]
+    if late:
+        names = ", ".join(
+            f"{r['model']}/{r['level']:g}/{r['protocol']}: {r['late']} late, {r['dropped']} dropped"
+            for r in late
+        )
+        lines.append(f"Sends that went out late or were dropped at the in-flight cap: {names}.")
     errors = [r for r in run["points"] if r["error_count"]]
     if errors:
         names = ", ".join(
@@ -257,9 +264,9 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
             f"## Model `{model}`",
             "",
             f"| {_level_name(run)} | protocol | answers/s | p50 ms | p95 ms | p99 ms | max ms | "
-            "overhead p50 ms | ratio p50 | ratio answers/s | stable | errors | efficiency | "
-            "load processes, CPU |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "overhead p50 ms | vs floor ms | ratio p50 | ratio answers/s | stable | errors | "
+            "late | dropped | efficiency | load processes, CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sorted(rows, key=lambda r: (r["level"], r["protocol"])):
             lat = r["latency_ms"] or {}
@@ -267,8 +274,10 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
                 f"| {r['level']:g} | {r['protocol']} | {r['throughput']:.1f} | "
                 f"{_fmt(lat.get('p50'))} | {_fmt(lat.get('p95'))} | {_fmt(lat.get('p99'))} | "
                 f"{_fmt(lat.get('max'))} | {_fmt(_get(r, 'overhead_ms', 'p50'))} | "
+                f"{_fmt(r.get('floor_overhead_ms'))} | "
                 f"{_fmt(r['ratio_p50'])} | {_fmt(r['ratio_throughput'])} | "
-                f"{_fmt(r['stable'])} | {r['error_count']} | {_fmt(r.get('efficiency'))} | "
+                f"{_fmt(r['stable'])} | {r['error_count']} | {r['late']} | {r['dropped']} | "
+                f"{_fmt(r.get('efficiency'))} | "
                 f"{r['processes']}, {r['client_cpu']:.2f}"
                 + (" (bound)" if r["client_bound"] else "")
                 + " |"
@@ -320,7 +329,8 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
         f"{cfg['max_windows']} windows). Ratios are medians over back-to-back window pairs "
         f"against `{baseline}`.",
         "- Overhead: end-to-end minus the server's own time (its queue wait plus its pipeline "
-        "total), so it is what the protocol and the frameworks cost. Efficiency: throughput ÷ "
+        "total), so it is what the protocol and the frameworks cost. Vs floor: end-to-end p50 "
+        "minus the lone in-process request's p50. Efficiency: throughput ÷ "
         "(cores ÷ single-thread in-process time per frame); not given for `echo`, which does "
         "no pipeline work.",
         "- Load processes, CPU: how many processes generated the load, and the cores they "
@@ -356,7 +366,8 @@ def rebuild(out: Path) -> Row:
 def print_table(run: Row, console: Console | None = None) -> None:
     table = Table(title="facewire benchmark (ms unless noted)")
     for column in ("model", "level", "protocol", "answers/s", "p50", "p95", "p99",
-                   "overhead p50", "ratio p50", "stable", "errors", "procs", "cpu"):  # fmt: skip
+                   "overhead p50", "vs floor", "ratio p50", "stable", "errors", "late",
+                   "dropped", "procs", "cpu"):  # fmt: skip
         table.add_column(column, justify="left" if column in {"model", "protocol"} else "right")
     for r in run["points"]:
         lat = r["latency_ms"] or {}
@@ -364,8 +375,9 @@ def print_table(run: Row, console: Console | None = None) -> None:
         table.add_row(
             r["model"], f"{r['level']:g}", r["protocol"], f"{r['throughput']:.1f}",
             _fmt(lat.get("p50")), _fmt(lat.get("p95")), _fmt(lat.get("p99")),
-            _fmt(_get(r, "overhead_ms", "p50")), _fmt(r["ratio_p50"]),
-            "yes" if r["stable"] else "[red]NO[/red]", str(r["error_count"]),
+            _fmt(_get(r, "overhead_ms", "p50")), _fmt(r.get("floor_overhead_ms")),
+            _fmt(r["ratio_p50"]), "yes" if r["stable"] else "[red]NO[/red]",
+            str(r["error_count"]), str(r["late"]), str(r["dropped"]),
             str(r["processes"]), f"{r['client_cpu']:.2f}{bound}",
         )  # fmt: skip
     (console or Console()).print(table)

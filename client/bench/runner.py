@@ -90,26 +90,22 @@ class LoadPool:
         return result
 
     def _split(self, spec: WindowSpec) -> list[WindowSpec | None]:
-        n = self.size
-        requests = [None] * n if spec.requests is None else _spread(spec.requests, n)
-        if spec.concurrency is not None:
-            return [
-                replace(spec, concurrency=c, requests=r, seed=spec.seed + i) if c else None
-                for i, (c, r) in enumerate(zip(_spread(spec.concurrency, n), requests, strict=True))
-            ]
-        assert spec.rate is not None
-        inflight = [max(1, m) for m in _spread(spec.max_inflight, n)]
-        return [
-            replace(
-                spec,
-                rate=spec.rate / n,
-                max_inflight=m,
-                requests=r,
-                seed=spec.seed + i,
-                offset_s=i / spec.rate,
-            )
-            for i, (m, r) in enumerate(zip(inflight, requests, strict=True))
-        ]
+        """This window's share for each process; None for a process left idle."""
+        slots = spec.concurrency if spec.concurrency is not None else spec.max_inflight
+        used = max(1, min(self.size, slots))  # a process needs at least one slot
+        budgets = [None] * used if spec.requests is None else _spread(spec.requests, used)
+        shares: list[WindowSpec | None] = []
+        for i, (slot_count, budget) in enumerate(zip(_spread(slots, used), budgets, strict=True)):
+            if spec.concurrency is not None:
+                share = replace(spec, concurrency=slot_count, requests=budget, seed=spec.seed + i)
+            else:
+                assert spec.rate is not None
+                share = replace(
+                    spec, rate=spec.rate * slot_count / slots, max_inflight=slot_count,
+                    requests=budget, seed=spec.seed + i, offset_s=i / spec.rate,
+                )  # fmt: skip
+            shares.append(share)
+        return shares + [None] * (self.size - used)
 
     def close(self) -> None:
         for conn, process in self._workers:
@@ -187,10 +183,9 @@ def point_rows(
         if floor:
             latency = row["latency_ms"]
             row["efficiency"] = float(row["throughput"]) / floor["limit_throughput"]  # type: ignore[arg-type]
+            # Against the lone in-process request: OpenCV's threads are on in both.
             row["floor_overhead_ms"] = (
-                latency["p50"] - floor["single_thread_p50_ms"]
-                if isinstance(latency, dict)
-                else None
+                latency["p50"] - floor["lone_request_p50_ms"] if isinstance(latency, dict) else None
             )
         rows.append(row)
     return rows
