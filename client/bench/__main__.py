@@ -239,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         rebuilt = report.rebuild(Path(argv[1]))
         report.print_table(rebuilt, console)
         return 0
-    return run(parser().parse_args(argv), console)
+    args = parser().parse_args(argv)
+    try:
+        return run(args, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]facewire bench: interrupted; no results written[/yellow]")
+        return 130
 
 
 if __name__ == "__main__":

@@ -319,6 +319,8 @@ def serve(conn: Connection, frames: list[bytes], rest_url: str, grpc_target: str
     try:
         while (spec := conn.recv()) is not None:
             conn.send(process.run(spec))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
+        pass  # Ctrl-C reaches every process; the coordinator reports it, once
     finally:
         process.close()
         conn.close()

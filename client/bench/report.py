@@ -210,7 +210,8 @@ def conclusions(run: Row) -> list[str]:
             )
             lines.append(
                 f"**{model}**, {_level_name(run)} {low:g}: median end-to-end latency is "
-                f"{parts}. Fastest: **{fastest['protocol']}**."
+                f"{parts}. Fastest: **{fastest['protocol']}**"
+                + ("." if all(r["stable"] for r in at_low.values()) else " (not all stable).")
             )
         at_high = {r["protocol"]: r for r in rows if r["level"] == high}
         parts = ", ".join(
