@@ -54,7 +54,7 @@ class DataPlane:
         if problem:
             log.warning("saving will fail: %s (detection still works)", problem)
         pipeline = Pipeline(settings, detector, store)
-        return cls(pipeline, settings.threads or _cpu_count())
+        return cls(pipeline, settings.threads or cpu_count())
 
     @property
     def ready(self) -> bool:
@@ -112,7 +112,8 @@ class DataPlane:
         return result
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity), not merely those the machine has."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1

@@ -28,7 +28,7 @@ from client.bench.floor import measure_floor
 from client.bench.runner import BenchConfig, config_dict, run_sweep
 from client.engine import encode_frame
 from client.sources import Image, SourceError, open_source
-from client.transports import PROTOCOLS, ProtocolName
+from client.transports import PROTOCOLS
 
 MODELS = ("haar", "decode", "echo")
 
@@ -249,6 +249,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-__all__ = ["ProtocolName", "main"]

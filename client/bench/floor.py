@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import threading
 import time
@@ -10,14 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 
+from facewire.dataplane import cpu_count as cores
 from facewire.detector import FaceDetector
 from facewire.messages import DetectionRequest, Model
 from facewire.pipeline import Pipeline
 from facewire.settings import Settings
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _time_per_frame(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 
-from client.bench.floor import cores
+from facewire.dataplane import cpu_count as cores
 
 PACKAGES = ("facewire", "fastapi", "uvicorn", "starlette", "grpcio", "protobuf", "httpx",
             "numpy", "opencv-python", "opencv-python-headless", "hdrhistogram")  # fmt: skip

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from client.bench.floor import cores
 from client.bench.load import WindowResult, WindowSpec, serve
-from client.bench.measure import Latency, is_stable, paired_ratio, summarise
+from client.bench.measure import is_stable, paired_ratio, summarise
 from client.transports import ProtocolName
+from facewire.dataplane import cpu_count as cores
 
 #: A generator process using this share of one core (or more) cannot keep up.
 CPU_LIMIT = 0.9
@@ -232,6 +232,3 @@ def _reporter(progress: Callable[[str, float, str], None], model: str, level: fl
 
 def config_dict(config: BenchConfig) -> dict[str, object]:
     return {**asdict(config), "mode": config.mode}
-
-
-__all__ = ["BenchConfig", "Latency", "config_dict", "run_sweep"]
