@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 
-from facewire.detector import FaceDetector
+from facewire.detector import FaceDetector, Lend, lend_from
 from facewire.errors import NotReady
 from facewire.messages import DetectionRequest, DetectionResult, Model
 from facewire.metrics import Metrics
@@ -29,11 +29,24 @@ class DataPlane:
     event loop; ``echo`` has no CPU work and answers inline.
     """
 
-    def __init__(self, pipeline: Pipeline, threads: int, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        threads: int,
+        metrics: Metrics | None = None,
+        *,
+        split_detection: bool = False,
+    ) -> None:
         self.pipeline = pipeline
         self.threads = threads
         self.metrics = metrics or Metrics()
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="facewire-pipeline")
+        # Helpers take pieces of a request's detection while pipeline threads are idle.
+        self._helpers: ThreadPoolExecutor | None = None
+        self._lend: Lend | None = None
+        if split_detection and threads > 1:
+            self._helpers = ThreadPoolExecutor(threads - 1, thread_name_prefix="facewire-helper")
+            self._lend = lend_from(self._helpers)
         self._ready = False
         self._running = 0  # jobs on a pipeline thread right now
         self._idle = threading.Condition()
@@ -41,8 +54,7 @@ class DataPlane:
     @classmethod
     def from_settings(cls, settings: Settings, protocol: str) -> DataPlane:
         """The usual assembly: detector, storage folder and pipeline from one settings object."""
-        if settings.opencv_threads is not None:
-            cv2.setNumThreads(settings.opencv_threads)
+        cv2.setNumThreads(settings.opencv_threads)
         detector = FaceDetector(
             settings.cascade_path,
             scale_factor=settings.scale_factor,
@@ -54,7 +66,11 @@ class DataPlane:
         if problem:
             log.warning("saving will fail: %s (detection still works)", problem)
         pipeline = Pipeline(settings, detector, store)
-        return cls(pipeline, settings.threads or cpu_count())
+        return cls(
+            pipeline,
+            settings.threads or cpu_count(),
+            split_detection=settings.split_detection,
+        )
 
     @property
     def ready(self) -> bool:
@@ -67,16 +83,21 @@ class DataPlane:
             return self._running
 
     def start(self) -> None:
-        """Start every pipeline thread and load its cascade, then report ready."""
-        barrier = threading.Barrier(self.threads)
+        """Start every pipeline and helper thread and load its cascade, then report ready."""
+        self._warm(self._executor, self.threads)
+        if self._helpers is not None:
+            self._warm(self._helpers, self.threads - 1)
+        self._ready = True
+
+    def _warm(self, pool: ThreadPoolExecutor, threads: int) -> None:
+        barrier = threading.Barrier(threads)
 
         def warm() -> None:
             self.pipeline.warm_thread()
             barrier.wait(timeout=60)  # holding each thread forces the pool to make them all
 
-        for future in [self._executor.submit(warm) for _ in range(self.threads)]:
+        for future in [pool.submit(warm) for _ in range(threads)]:
             future.result()
-        self._ready = True
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop taking work, drop what is queued, and wait up to ``timeout`` seconds for the
@@ -84,6 +105,8 @@ class DataPlane:
         should then leave with ``os._exit``, since pool threads cannot be interrupted)."""
         self._ready = False
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._helpers is not None:
+            self._helpers.shutdown(wait=False, cancel_futures=True)
         with self._idle:
             finished = self._idle.wait_for(lambda: self._running == 0, timeout)
         if not finished:
@@ -93,8 +116,9 @@ class DataPlane:
     def _run(self, request: DetectionRequest, enqueued_ns: int) -> DetectionResult:
         with self._idle:
             self._running += 1
+            spare = self.threads - self._running  # pipeline threads idle right now
         try:
-            return self.pipeline.run(request, enqueued_ns)
+            return self.pipeline.run(request, enqueued_ns, self._lend, spare)
         finally:
             with self._idle:
                 self._running -= 1

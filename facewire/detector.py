@@ -1,8 +1,11 @@
-"""Haar face detection with one cascade per thread."""
+"""Haar face detection with one cascade per thread, optionally split across threads."""
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 
 import cv2
@@ -13,6 +16,28 @@ from numpy.typing import NDArray
 DEFAULT_CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
 
 Rect = tuple[int, int, int, int]
+Size2 = tuple[int, int]
+#: detectMultiScale's own grouping tolerance (cascadedetect.cpp, GROUP_EPS).
+GROUP_EPS = 0.2
+#: A split detection cuts the scale pyramid into about this many pieces per thread, so
+#: that threads pulling pieces finish together even when the cost estimate is off.
+PIECES_PER_THREAD = 4
+
+#: Borrow helper threads: given how many are wanted, submit that many runs of a function.
+Lend = Callable[[Callable[[], None], int], None]
+
+
+def lend_from(pool: Executor) -> Lend:
+    """A ``Lend`` backed by an executor; once it is shut down, nothing is lent."""
+
+    def lend(work: Callable[[], None], count: int) -> None:
+        for _ in range(count):
+            try:
+                pool.submit(work)
+            except RuntimeError:  # shut down: the caller does all the work itself
+                return
+
+    return lend
 
 
 class FaceDetector:
@@ -20,6 +45,11 @@ class FaceDetector:
 
     ``CascadeClassifier`` keeps mutable scratch state, so sharing one between threads is
     unsafe; each pipeline thread lazily gets its own (about 1 MB, loaded in ~20 ms).
+
+    A lone request can be split by scale (``detect(..., helpers=...)``): the cascade
+    runs each scale of its pyramid independently and ``detectMultiScale`` only groups the
+    raw hits at the end, so running ranges of scales on several threads with grouping
+    turned off, then grouping the union once, gives exactly the boxes of one call.
     """
 
     def __init__(
@@ -35,7 +65,8 @@ class FaceDetector:
         self.min_neighbors = min_neighbors
         self.min_size = min_size
         self._local = threading.local()
-        self.classifier()  # fail at start-up, not on the first request
+        window = self.classifier().getOriginalWindowSize()  # fail at start-up, not later
+        self.window = (int(window[0]), int(window[1]))
 
     def _load(self) -> cv2.CascadeClassifier:
         if not self.cascade_path.is_file():
@@ -52,11 +83,112 @@ class FaceDetector:
             classifier = self._local.classifier = self._load()
         return classifier
 
-    def detect(self, gray: NDArray[np.uint8]) -> list[Rect]:
-        rects = self.classifier().detectMultiScale(
+    def detect(
+        self, gray: NDArray[np.uint8], helpers: Lend | None = None, spare: int = 0
+    ) -> list[Rect]:
+        """Faces in ``gray``. With ``helpers`` and ``spare`` > 0, up to ``spare`` more
+        threads share the work; the caller never waits for a helper that has not begun."""
+        if helpers is None or spare <= 0:
+            rects = self._raw(gray, (self.min_size, self.min_size), (0, 0), self.min_neighbors)
+        else:
+            rects = _group(self._split(gray, helpers, spare), self.min_neighbors)
+        return [(int(x), int(y), int(w), int(h)) for x, y, w, h in rects]
+
+    def _raw(
+        self, gray: NDArray[np.uint8], smallest: Size2, largest: Size2, neighbours: int
+    ) -> list[Rect]:
+        found = self.classifier().detectMultiScale(
             gray,
             scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
-            minSize=(self.min_size, self.min_size),
+            minNeighbors=neighbours,
+            minSize=smallest,
+            maxSize=largest,
         )
-        return [(int(x), int(y), int(w), int(h)) for x, y, w, h in rects]
+        return [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
+
+    def pieces(self, width: int, height: int, threads: int) -> list[tuple[Size2, Size2]]:
+        """Window-size ranges (smallest, largest) that cover every scale exactly once,
+        costliest first, each about 1/(threads × PIECES_PER_THREAD) of the work.
+
+        The first piece starts at ``min_size`` and the last is open-ended (largest 0, as
+        in one full call), so a scale this estimate misses still lands in some piece.
+        """
+        scales = _scales(width, height, self.window, self.scale_factor, self.min_size)
+        target = sum(cost for _, cost in scales) / (threads * PIECES_PER_THREAD)
+        pieces: list[tuple[Size2, Size2, float]] = []
+        start, cost = (self.min_size, self.min_size), 0.0
+        for (size, scale_cost), following in itertools.pairwise(scales):
+            cost += scale_cost
+            # Cut only where the next window is larger in both directions, so that the
+            # next piece's minimum excludes this scale and includes that one.
+            if cost >= target and following[0][0] > size[0] and following[0][1] > size[1]:
+                pieces.append((start, size, cost))
+                start, cost = following[0], 0.0
+        pieces.append((start, (0, 0), cost + (scales[-1][1] if scales else 0.0)))
+        pieces.sort(key=lambda piece: -piece[2])
+        return [(smallest, largest) for smallest, largest, _ in pieces]
+
+    def _split(self, gray: NDArray[np.uint8], helpers: Lend, spare: int) -> list[Rect]:
+        height, width = gray.shape[:2]
+        todo = self.pieces(width, height, spare + 1)
+        found: list[Rect] = []
+        failures: list[BaseException] = []
+        taken = 0  # pieces handed out
+        done = 0  # pieces finished (or failed)
+        lock = threading.Condition()
+
+        def work() -> None:
+            nonlocal taken, done
+            while True:
+                with lock:
+                    if taken >= len(todo):
+                        return
+                    smallest, largest = todo[taken]
+                    taken += 1
+                try:
+                    rects = self._raw(gray, smallest, largest, 0)
+                except BaseException as error:  # re-raised on the calling thread
+                    rects, failures[:] = [], [error]
+                with lock:
+                    found.extend(rects)
+                    done += 1
+                    lock.notify_all()
+
+        helpers(work, spare)
+        work()
+        with lock:
+            lock.wait_for(lambda: done == len(todo))
+        if failures:
+            raise failures[0]
+        return found
+
+
+def _group(rects: list[Rect], neighbours: int) -> list[Rect]:
+    """detectMultiScale's final step: cluster raw hits, keep clusters above ``neighbours``."""
+    if neighbours <= 0 or not rects:
+        return rects
+    grouped, _ = cv2.groupRectangles(rects, neighbours, GROUP_EPS)
+    return [(int(x), int(y), int(w), int(h)) for x, y, w, h in grouped]
+
+
+def _scales(
+    width: int, height: int, window: Size2, factor: float, min_size: int
+) -> list[tuple[Size2, float]]:
+    """(window size, estimated cost) of each pyramid scale, in detectMultiScale's order.
+
+    The sizes follow cascadedetect.cpp (factor multiplied up from 1, sizes rounded half
+    to even like cvRound); the cost is the number of window positions tried, with the
+    cascade stepping 2 pixels at scales up to 2 and 1 pixel beyond.
+    """
+    scales: list[tuple[Size2, float]] = []
+    scale = 1.0
+    while True:
+        size = (round(window[0] * scale), round(window[1] * scale))
+        if size[0] > width or size[1] > height:
+            return scales
+        if size[0] >= min_size and size[1] >= min_size:
+            step = 1 if scale > 2 else 2
+            across = max(width / scale - window[0], 0) / step + 1
+            down = max(height / scale - window[1], 0) / step + 1
+            scales.append((size, across * down))
+        scale *= factor

@@ -30,6 +30,7 @@ _MAGIC = (
 )
 
 BGRImage = NDArray[np.uint8]
+GrayImage = NDArray[np.uint8]
 
 # Pillow only reads headers here, and ``probe`` enforces our own configurable pixel limit
 # right after; Pillow's process-wide bomb guard would only warn or refuse at other sizes.
@@ -140,23 +141,49 @@ def _check_jpeg_structure(data: bytes) -> None:
             pos = found.start()
 
 
+#: imdecode flags that decode JPEG straight to grayscale at 1/2, 1/4 or 1/8 scale, in
+#: libjpeg's DCT (so the skipped pixels are never computed), by reduction factor.
+_REDUCED_GRAY = {
+    1: cv2.IMREAD_GRAYSCALE,
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+
+
 def decode_bgr(data: bytes, fmt: str, expected: Size) -> BGRImage:
     """Decode to 3-channel BGR (grayscale and alpha are converted by IMREAD_COLOR)."""
+    return _decode(data, fmt, expected, cv2.IMREAD_COLOR, 1)
+
+
+def decode_gray(data: bytes, fmt: str, expected: Size, reduction: int = 1) -> GrayImage:
+    """Decode to grayscale at ``1/reduction`` scale: 1, or for JPEGs also 2, 4 or 8.
+
+    libjpeg rounds reduced sizes up, so a 1281-pixel row at 1/2 is 641 pixels.
+    """
+    if reduction != 1 and fmt != "JPEG":
+        raise ValueError(f"only JPEG decodes at a reduced scale, not {fmt}")
+    return _decode(data, fmt, expected, _REDUCED_GRAY[reduction], reduction)
+
+
+def _decode(data: bytes, fmt: str, expected: Size, flags: int, reduction: int) -> BGRImage:
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
-        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(buffer, flags)
     except cv2.error:
         image = None
-    if image is None or image.ndim != 3 or image.shape[2] != 3:
+    shape_ok = image is not None and (
+        image.ndim == 3 and image.shape[2] == 3 if flags == cv2.IMREAD_COLOR else image.ndim == 2
+    )
+    if image is None or not shape_ok:
         raise CorruptImage(f"corrupt {fmt} image: it cannot be decoded")
     height, width = image.shape[:2]
-    if (width, height) not in (
-        (expected.width, expected.height),
-        (expected.height, expected.width),
-    ):
+    want = (-(-expected.width // reduction), -(-expected.height // reduction))
+    if (width, height) not in (want, want[::-1]):
         # The header and the decoder disagree (beyond an EXIF rotation): a crafted file.
+        scale = f" at 1/{reduction} scale" if reduction > 1 else ""
         raise CorruptImage(
             f"corrupt {fmt} image: header says {expected.width}×{expected.height}, "
-            f"data decodes to {width}×{height}"
+            f"data decodes to {width}×{height}{scale}"
         )
     return cast(BGRImage, image)

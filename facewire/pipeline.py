@@ -8,9 +8,9 @@ from typing import cast
 
 import cv2
 
-from facewire.detector import FaceDetector, Rect
+from facewire.detector import FaceDetector, Lend, Rect
 from facewire.errors import InvalidInput, PayloadTooLarge
-from facewire.imaging import BGRImage, decode_bgr, probe
+from facewire.imaging import BGRImage, GrayImage, decode_bgr, decode_gray, probe
 from facewire.messages import (
     DETECT_SIZE,
     FRAME_SIZE,
@@ -30,25 +30,59 @@ def _ms(start_ns: int, end_ns: int) -> float:
     return (end_ns - start_ns) / 1e6
 
 
+def square_crop(width: int, height: int) -> Crop:
+    """The largest centred square of a width × height image."""
+    side = min(height, width)
+    return Crop((width - side) // 2, (height - side) // 2, side)
+
+
 def centre_crop(image: BGRImage) -> tuple[BGRImage, Crop]:
     """The largest centred square, resized to FRAME_SIZE when it is another size."""
     height, width = image.shape[:2]
-    side = min(height, width)
-    x0, y0 = (width - side) // 2, (height - side) // 2
-    crop = image[y0 : y0 + side, x0 : x0 + side]
-    if side != FRAME_SIZE:
-        shrinking = side > FRAME_SIZE
+    where = square_crop(width, height)
+    crop = image[where.y : where.y + where.size, where.x : where.x + where.size]
+    if where.size != FRAME_SIZE:
+        shrinking = where.size > FRAME_SIZE
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
         crop = cast(
             BGRImage, cv2.resize(crop, (FRAME_SIZE, FRAME_SIZE), interpolation=interpolation)
         )
-    return crop, Crop(x0, y0, side)
+    return crop, where
 
 
-def detector_input(frame: BGRImage) -> BGRImage:
+def detector_input(frame: BGRImage) -> GrayImage:
     """The FRAME_SIZE frame shrunk to DETECT_SIZE and made grayscale."""
     small = cv2.resize(frame, (DETECT_SIZE, DETECT_SIZE), interpolation=cv2.INTER_AREA)
-    return cast(BGRImage, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+    return cast(GrayImage, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+
+
+def reduction_for(fmt: str, size: Size) -> int:
+    """The largest decoding scale 1/r that still leaves DETECT_SIZE pixels of crop; 1
+    (decode everything) for formats other than JPEG, which libjpeg scales in its DCT."""
+    side = min(size.width, size.height)
+    return next((r for r in (8, 4, 2) if side / r >= DETECT_SIZE and fmt == "JPEG"), 1)
+
+
+def gray_detector_input(
+    gray: GrayImage, size: Size, reduction: int
+) -> tuple[GrayImage, Crop, Size]:
+    """The detector's input from a grayscale image decoded at 1/``reduction`` scale.
+
+    Returns it with the crop and the (EXIF-rotated) image size in full-size pixels, the
+    same terms as the full-colour path's.
+    """
+    height, width = gray.shape
+    upright = (width, height) == (-(-size.width // reduction), -(-size.height // reduction))
+    full = size if upright else Size(size.height, size.width)
+    where = square_crop(full.width, full.height)
+    x, y = round(where.x / reduction), round(where.y / reduction)
+    side = min(round(where.size / reduction), width - x, height - y)
+    square = gray[y : y + side, x : x + side]
+    if side != DETECT_SIZE:
+        interpolation = cv2.INTER_AREA if side > DETECT_SIZE else cv2.INTER_LINEAR
+        resized = cv2.resize(square, (DETECT_SIZE, DETECT_SIZE), interpolation=interpolation)
+        square = cast(GrayImage, resized)
+    return square, where, full
 
 
 def to_frame_boxes(rects: list[Rect]) -> tuple[Box, ...]:
@@ -104,26 +138,43 @@ class Pipeline:
         """Load this thread's cascade now rather than in its first request."""
         self.detector.classifier()
 
-    def run(self, request: DetectionRequest, enqueued_ns: int | None = None) -> DetectionResult:
+    def run(
+        self,
+        request: DetectionRequest,
+        enqueued_ns: int | None = None,
+        helpers: Lend | None = None,
+        spare: int = 0,
+    ) -> DetectionResult:
+        """Run one request on this thread; ``helpers`` may lend up to ``spare`` more
+        threads to its detection (see ``FaceDetector.detect``)."""
         if request.model is Model.ECHO:
             return self.echo(request)
         start = time.perf_counter_ns()
         self.validate(request)
 
         fmt, size = probe(request.image, self.settings.max_image_pixels)
-        image = decode_bgr(request.image, fmt, size)
-        decoded = time.perf_counter_ns()
-
-        frame, crop = centre_crop(image)
-        gray = detector_input(frame)
+        frame: BGRImage | None = None
+        mode = self.settings.decode_mode
+        if request.save or mode == "colour":
+            # Saving stores the full-colour 720 crop.
+            image = decode_bgr(request.image, fmt, size)
+            decoded = time.perf_counter_ns()
+            image_size = Size(int(image.shape[1]), int(image.shape[0]))
+            frame, crop = centre_crop(image)
+            gray = detector_input(frame)
+        else:
+            reduction = reduction_for(fmt, size) if mode == "reduced" else 1
+            gray_image = decode_gray(request.image, fmt, size, reduction)
+            decoded = time.perf_counter_ns()
+            gray, crop, image_size = gray_detector_input(gray_image, size, reduction)
         preprocessed = time.perf_counter_ns()
 
         boxes: tuple[Box, ...] = ()
         if request.model is Model.HAAR:
-            boxes = to_frame_boxes(self.detector.detect(gray))
+            rects = self.detector.detect(gray, helpers, spare)
+            boxes = to_frame_boxes(rects)
         detected = time.perf_counter_ns()
 
-        image_size = Size(int(image.shape[1]), int(image.shape[0]))
         timings = Timings(
             decode=_ms(start, decoded),
             preprocess=_ms(decoded, preprocessed),
@@ -142,6 +193,7 @@ class Pipeline:
         if not request.save:
             return result
         assert self.store is not None  # validate() refused save without a store
+        assert frame is not None  # saving always takes the full-colour path
         saved_name = self.store.save(frame, Record(request.protocol, result))
         saved = time.perf_counter_ns()
         timings = replace(timings, save=_ms(detected, saved), total=_ms(start, saved))

@@ -15,6 +15,7 @@ MiB = 1024 * 1024
 OVERSIZE_READ_FACTOR = 4
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+DecodeMode = Literal["colour", "gray", "reduced"]
 
 
 class Settings(BaseSettings):
@@ -46,8 +47,20 @@ class Settings(BaseSettings):
     threads: PositiveInt | None = Field(
         None, description="Pipeline threads per process; default: the number of CPUs."
     )
-    opencv_threads: int | None = Field(
-        None, ge=0, description="cv2.setNumThreads value; default: leave OpenCV's own choice."
+    opencv_threads: int = Field(
+        1,
+        ge=-1,
+        description="cv2.setNumThreads value; -1 leaves OpenCV's own choice (a thread per "
+        "core). Default 1: facewire spreads a lone request over idle cores itself.",
+    )
+    split_detection: bool = Field(
+        True, description="Share a request's detection with idle pipeline threads, by scale."
+    )
+    decode_mode: DecodeMode = Field(
+        "gray",
+        description="How an unsaved frame is decoded: 'colour' (full colour, as saving "
+        "needs), 'gray' (straight to grayscale) or 'reduced' (grayscale JPEG at 1/2, 1/4 "
+        "or 1/8 scale: faster, but its boxes drift; see docs/performance.md).",
     )
     workers: PositiveInt = Field(1, description="REST worker processes (uvicorn workers).")
     grace_period_s: PositiveFloat = Field(

@@ -108,14 +108,16 @@ def test_other_formats_give_the_same_answer(
         "gray-png": lambda: images.encode(cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY), ".png"),
         "rgba-png": lambda: images.encode(cv2.cvtColor(pixels, cv2.COLOR_BGR2BGRA), ".png"),
     }[convert]()
-    reference = pipeline.run(DetectionRequest(face.data))
-    result = pipeline.run(DetectionRequest(data))
-    assert result.crop == reference.crop
-    assert result.image == reference.image
-    assert len(result.boxes) == 1
-    assert_face_near(dataclasses.asdict(result.boxes[0]), face.faces[0])
-    if convert != "gray-png":  # lossless copies of the decoded pixels: the very same boxes
-        assert result.boxes == reference.boxes
+    # Every decoder, on the colour path: lossless copies must give the very same boxes.
+    colour = Pipeline(Settings(decode_mode="colour"), pipeline.detector, None)
+    reference = colour.run(DetectionRequest(face.data))
+    for result in (colour.run(DetectionRequest(data)), pipeline.run(DetectionRequest(data))):
+        assert result.crop == reference.crop
+        assert result.image == reference.image
+        assert len(result.boxes) == 1
+        assert_face_near(dataclasses.asdict(result.boxes[0]), face.faces[0])
+    if convert != "gray-png":
+        assert colour.run(DetectionRequest(data)).boxes == reference.boxes
 
 
 @pytest.mark.parametrize(("width", "height"), [(16, 16), (1, 1), (3, 200), (200, 1)])
@@ -229,7 +231,8 @@ def test_close_drops_queued_jobs(face: Fixture) -> None:
 
     from facewire.dataplane import DataPlane
 
-    plane = DataPlane(Pipeline(Settings(), FaceDetector(), None), threads=1)
+    colour = Settings(decode_mode="colour")  # a full decode of 36 megapixels: slow enough
+    plane = DataPlane(Pipeline(colour, FaceDetector(), None), threads=1)
     plane.start()
     outcomes = asyncio.run(_detect_many(plane, DetectionRequest(face.data), 8))
     done = [o for o in outcomes if not isinstance(o, BaseException)]
@@ -246,7 +249,8 @@ def test_close_waits_for_a_running_job_only_as_long_as_asked() -> None:
     from facewire.dataplane import DataPlane
     from tests.servers import wait_for
 
-    plane = DataPlane(Pipeline(Settings(), FaceDetector(), None), threads=1)
+    colour = Settings(decode_mode="colour")  # a full decode of 36 megapixels: slow enough
+    plane = DataPlane(Pipeline(colour, FaceDetector(), None), threads=1)
     plane.start()
     rows = np.linspace(0, 255, 6000, dtype=np.uint8)
     big = images.encode(np.broadcast_to(rows[:, None, None], (6000, 6000, 3)), ".jpg")
