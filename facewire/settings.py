@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         "or 1/8 scale: faster, but its boxes drift; see docs/performance.md).",
     )
     workers: PositiveInt = Field(1, description="REST worker processes (uvicorn workers).")
+    keep_alive_s: PositiveFloat = Field(
+        5.0, description="REST: seconds an idle keep-alive connection stays open."
+    )
     grace_period_s: PositiveFloat = Field(
         10.0, description="Seconds in-flight requests get to finish on SIGTERM/SIGINT."
     )

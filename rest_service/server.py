@@ -52,6 +52,7 @@ def uvicorn_config(settings: Settings, app: str | fastapi.FastAPI) -> uvicorn.Co
         log_config=None,  # ours, from facewire.logs
         access_log=False,  # one debug line per request comes from the app instead
         timeout_graceful_shutdown=int(settings.grace_period_s + 0.999),
+        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]  # floats work
         server_header=False,
     )
 

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 import httpx
-import uvicorn
 
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings
 from grpc_service.server import GrpcService, create_server
 from rest_service.app import create_app
-from rest_service.server import DrainingServer, bind_socket
+from rest_service.server import DrainingServer, bind_socket, uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -51,10 +50,7 @@ def rest_ready(base_url: str) -> bool:
 def rest_server(settings: Settings) -> Iterator[str]:
     """A REST service in a thread; yields its base URL."""
     app = create_app(settings, DataPlane.from_settings(settings, "rest"))
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="on"
-    )
-    server = DrainingServer(config)
+    server = DrainingServer(uvicorn_config(settings, app))
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import select
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from client.sources import SampleSource
 from client.transports import (
     PROTOCOLS,
     ProtocolName,
+    RestTransport,
     Transport,
     TransportError,
     make_transport,
@@ -114,6 +116,25 @@ def test_reconnects_by_itself_when_the_service_comes_back(
             wait_for(answers, what="an answer after the restart")  # same transport object
     finally:
         transport.close()
+
+
+def test_rest_transport_replaces_a_connection_the_server_closed_while_idle(
+    face: Fixture,
+) -> None:
+    with rest_server(Settings(keep_alive_s=0.2)) as url:
+        transport = RestTransport(url)
+        try:
+            transport.detect(face.data, model="echo", save=False, frame_id="1")
+            connection = transport._connection
+            assert connection is not None
+            assert connection.sock is not None
+            sock = connection.sock
+            # The server drops the idle connection after 0.2 s: the socket reads EOF.
+            wait_for(lambda: select.select([sock], [], [], 0)[0], what="the server closing")
+            reply = transport.detect(face.data, model="echo", save=False, frame_id="2")
+            assert reply.result.frame_id == "2"
+        finally:
+            transport.close()
 
 
 def test_engine_fans_the_same_frames_out_and_saves_only_when_asked(tmp_path: Path) -> None:
