@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import fastapi
 import uvicorn
+from starlette.types import ASGIApp
 from uvicorn.supervisors import Multiprocess
 
 from facewire import logs
@@ -44,7 +45,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(settings: Settings, app: str | fastapi.FastAPI) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, app: str | ASGIApp) -> uvicorn.Config:
+    """The one uvicorn configuration: the service, its tests and the bare server of P4."""
     return uvicorn.Config(
         app,
         factory=isinstance(app, str),

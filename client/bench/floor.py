@@ -10,42 +10,52 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 
 from facewire.dataplane import cpu_count as cores
-from facewire.detector import FaceDetector
+from facewire.detector import FaceDetector, Lend, lend_from
 from facewire.messages import DetectionRequest, Model
 from facewire.pipeline import Pipeline
 from facewire.settings import Settings
 
 
-def _time_per_frame(
-    pipeline: Pipeline, requests: list[DetectionRequest], seconds: float
+def time_per_frame(
+    pipeline: Pipeline,
+    requests: list[DetectionRequest],
+    seconds: float,
+    lend: Lend | None = None,
+    spare: int = 0,
 ) -> list[float]:
     for request in requests[:3]:
-        pipeline.run(request)  # warm caches and this thread's cascade
+        pipeline.run(request, None, lend, spare)  # warm caches and the threads' cascades
     times: list[float] = []
     deadline = time.perf_counter() + seconds
     i = 0
     while time.perf_counter() < deadline or len(times) < 5:
         start = time.perf_counter()
-        pipeline.run(requests[i % len(requests)])
+        pipeline.run(requests[i % len(requests)], None, lend, spare)
         times.append((time.perf_counter() - start) * 1000)
         i += 1
     return times
 
 
 def measure_floor(frames: list[bytes], model: str, seconds: float = 2.0) -> dict[str, float]:
-    """The pipeline with no protocol.
+    """The pipeline with no protocol, set up as the services set it up (``Settings()``).
 
     - single thread: one core, OpenCV's own threads off; the basis of efficiency.
-    - lone request: one caller, OpenCV free to spread one frame over idle cores.
+    - lone request: one caller, its detection shared with idle cores as the services
+      share it (``split_detection``), or spread by OpenCV when that is configured.
     - all cores: one pipeline thread per core, OpenCV's own threads off.
     """
-    pipeline = Pipeline(Settings(), FaceDetector(), None)
+    settings = Settings()
+    pipeline = Pipeline(settings, FaceDetector(), None)
     requests = [DetectionRequest(f, model=Model.parse(model)) for f in frames]
-    lone = _time_per_frame(pipeline, requests, seconds / 2)
     opencv_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
     try:
-        times = _time_per_frame(pipeline, requests, seconds)
+        cv2.setNumThreads(settings.opencv_threads)
+        with ThreadPoolExecutor(max(cores() - 1, 1), thread_name_prefix="floor-helper") as pool:
+            lend = lend_from(pool) if settings.split_detection else None
+            spare = cores() - 1 if lend is not None else 0
+            lone = time_per_frame(pipeline, requests, seconds / 2, lend, spare)
+        cv2.setNumThreads(1)
+        times = time_per_frame(pipeline, requests, seconds)
         throughput = _all_cores(pipeline, requests, seconds)
     finally:
         cv2.setNumThreads(opencv_threads)

@@ -300,7 +300,7 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
             )
         out += ["",
                 "One core: one thread, OpenCV's own threads off (the basis of efficiency). "
-                "Lone request: one caller, OpenCV free to use idle cores for it. All cores: "
+                "Lone request: one caller, its detection shared with idle cores. All cores: "
                 "one pipeline thread per core. Ideal: cores ÷ one-core mean time."]  # fmt: skip
         out.append("")
     frames = run["frames"]

@@ -1,0 +1,522 @@
+"""``make perf``: the performance targets, each a ratio measured inside one run.
+
+``python -m client.bench.perf [--quick] [--rounds N] [--out DIR]`` starts its own
+services (and, for P4, bare servers) on free loopback ports, sends the face fixture
+(1280×720, JPEG q90, one face), and prints every target's ratio against its bound.
+Rounds interleave the in-process floor with the protocol windows, and each ratio is the
+median over rounds of a value taken from neighbouring measurements, so that a noisy
+machine moves numerator and denominator together. Nothing here fails on a slow
+machine: the exit status is 0 unless a measurement itself went wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from client.bench import machine
+from client.bench.floor import time_per_frame
+from client.bench.load import WindowResult, WindowSpec
+from client.bench.measure import summarise
+from client.bench.runner import CPU_LIMIT, LoadPool
+from client.lab import ready
+from client.transports import PROTOCOLS, ProtocolName
+from facewire.dataplane import cpu_count
+from facewire.detector import FaceDetector
+from facewire.messages import DetectionRequest, DetectionResult
+from facewire.pipeline import Pipeline
+from facewire.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+FACE = FIXTURES / "face_1280x720.jpg"
+UNARY: tuple[ProtocolName, ...] = ("rest", "grpc")
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    what: str
+    bounds: dict[str, float]  # by protocol, or "all"
+    higher_is_better: bool
+
+    def met(self, name: str, value: float) -> bool:
+        bound = self.bounds.get(name, self.bounds.get("all"))
+        assert bound is not None
+        return value >= bound if self.higher_is_better else value <= bound
+
+    def bound_text(self, name: str) -> str:
+        bound = self.bounds.get(name, self.bounds.get("all"))
+        return f"{'≥' if self.higher_is_better else '≤'} {bound:g}"
+
+
+TARGETS = (
+    Target("P1", "throughput at concurrency 4 ÷ (cores ÷ single-thread time per frame)",
+           {"all": 0.95}, True),
+    Target("P2", "overhead p50 at concurrency 1, ms (end-to-end − server total)",
+           {"rest": 1.0, "grpc": 0.5, "grpc-stream": 0.5}, False),
+    Target("P3", "end-to-end p50 at concurrency 1 ÷ single-thread in-process p50",
+           {"all": 0.55}, False),
+    Target("P4", "model echo: saturation throughput ÷ a bare server's",
+           {"rest": 0.8, "grpc": 0.9}, True),
+    Target("P5", "grpc-stream p50 ÷ grpc p50 at concurrency 1", {"all": 1.0}, False),
+    Target("P7", "resident memory after the run's requests ÷ after the first 100",
+           {"all": 1.1}, False),
+    Target("P8", "single-thread pipeline time ÷ the straightforward colour pipeline's",
+           {"all": 0.9}, False),
+)  # fmt: skip
+
+
+@dataclass
+class Plan:
+    rounds: int = 3
+    window_s: float = 2.0
+    floor_s: float = 1.5
+    echo_concurrency: int = 8
+    p7_requests: int = 10_000
+    p8_frames: int = 15
+
+    @classmethod
+    def quick(cls) -> Plan:
+        """For CI: every step runs, briefly; the numbers mean little."""
+        return cls(rounds=1, window_s=0.4, floor_s=0.2, p7_requests=300, p8_frames=2)
+
+
+@dataclass
+class Results:
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    notes: dict[str, object] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    served: Counter[str] = field(default_factory=Counter)  # requests answered, by service
+
+    def add(self, key: str, name: str, value: float) -> None:
+        self.values.setdefault(key, {}).setdefault(name, []).append(value)
+
+    def medians(self) -> dict[str, dict[str, float]]:
+        return {
+            k: {n: statistics.median(v) for n, v in by.items()} for k, by in self.values.items()
+        }
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Child:
+    """A server process of ours, with its resident memory readable from /proc."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.popen = subprocess.Popen(  # noqa: S603 (our interpreter, our modules)
+                [sys.executable, *argv], env={**os.environ, **env}, stdout=out, stderr=out
+            )
+
+    def wait_until(self, is_ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not is_ready():
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{what} exited with {self.popen.returncode}; see {self.log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} was not ready after {timeout:.0f}s; see {self.log}")
+            time.sleep(0.1)  # polling another process's readiness
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.popen.pid}/status").read_text()
+        kib = next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+        )
+        return kib / 1024
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def _grpc_connects(target: str) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=1.0)
+        except grpc.FutureTimeoutError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def facewire_services(workdir: Path) -> Iterator[tuple[str, str, Child, Child]]:
+    rest_port, grpc_port = free_port(), free_port()
+    env = {
+        "FACEWIRE_REST_PORT": str(rest_port),
+        "FACEWIRE_GRPC_PORT": str(grpc_port),
+        "FACEWIRE_STORAGE_DIR": str(workdir / "storage"),
+        "FACEWIRE_LOG_LEVEL": "warning",
+    }
+    rest = Child(["-m", "rest_service"], env, workdir / "rest.log")
+    grpc_child = Child(["-m", "grpc_service"], env, workdir / "grpc.log")
+    url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
+    try:
+        rest.wait_until(lambda: ready(url, target), "the REST service")
+        yield url, target, rest, grpc_child
+    finally:
+        rest.stop()
+        grpc_child.stop()
+
+
+@contextlib.contextmanager
+def bare_servers(workdir: Path) -> Iterator[tuple[str, str]]:
+    rest_port, grpc_port = free_port(), free_port()
+    rest = Child(["-m", "client.bench.bare", "rest", str(rest_port)], {}, workdir / "bare-rest.log")
+    bare_grpc = Child(
+        ["-m", "client.bench.bare", "grpc", str(grpc_port)], {}, workdir / "bare-grpc.log"
+    )
+    url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
+    try:
+        rest.wait_until(lambda: _http_ok(url), "the bare REST server")
+        bare_grpc.wait_until(lambda: _grpc_connects(target), "the bare gRPC server")
+        yield url, target
+    finally:
+        rest.stop()
+        bare_grpc.stop()
+
+
+def _http_ok(url: str) -> bool:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=1.0)
+    try:
+        connection.request("POST", "/", b"")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+# --- measurements ------------------------------------------------------------------
+
+
+def _window(pool: LoadPool, protocol: ProtocolName, model: str, concurrency: int,
+            *, seconds: float | None = None, requests: int | None = None,
+            seed: int = 1) -> WindowResult:  # fmt: skip
+    spec = WindowSpec(protocol=protocol, model=model, concurrency=concurrency, rate=None,
+                      duration_s=seconds, requests=requests, seed=seed)  # fmt: skip
+    return pool.run(spec)
+
+
+def _summary(window: WindowResult) -> dict[str, object]:
+    return summarise([window], stable=True, encode_ms=0.0, cpu_limit=CPU_LIMIT)
+
+
+def _p50(summary: dict[str, object], key: str = "latency_ms") -> float:
+    latency = summary[key]
+    assert isinstance(latency, dict), f"no answers: {summary.get('errors')}"
+    return float(latency["p50"])
+
+
+class Floor:
+    """The in-process pipeline on one thread, OpenCV's threads off: the denominator."""
+
+    def __init__(self, image: bytes) -> None:
+        self.pipeline = Pipeline(Settings(), FaceDetector(), None)
+        self.requests = [DetectionRequest(image)]
+
+    def measure(self, seconds: float) -> list[float]:
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            return time_per_frame(self.pipeline, self.requests, seconds)
+        finally:
+            cv2.setNumThreads(threads)
+
+
+def measure_p8(image: bytes, plan: Plan, results: Results) -> None:
+    """Our pipeline against the straightforward one, alternating, one thread."""
+    detector = FaceDetector()
+    ours = Pipeline(Settings(), detector, None)
+    colour = Pipeline(Settings(decode_mode="colour"), detector, None)
+    request = DetectionRequest(image)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for pipeline in (ours, colour):
+            pipeline.run(request)  # warm
+        for _ in range(max(plan.rounds, 1) * 3):
+            times = {}
+            for name, pipeline in (("ours", ours), ("colour", colour)):
+                samples = []
+                for _ in range(plan.p8_frames):
+                    start = time.perf_counter()
+                    pipeline.run(request)
+                    samples.append(time.perf_counter() - start)
+                times[name] = statistics.median(samples)
+            results.add("P8", "all", times["ours"] / times["colour"])
+    finally:
+        cv2.setNumThreads(threads)
+    results.notes["P8 boxes"] = _fixture_agreement(ours, colour)
+
+
+def _fixture_agreement(ours: Pipeline, colour: Pipeline) -> dict[str, int | None]:
+    """Per test fixture: the largest box-edge difference in pixels (None: the number of
+    boxes differs)."""
+    agreement: dict[str, int | None] = {}
+    for path in sorted(FIXTURES.glob("*.jpg")):
+        data = path.read_bytes()
+        mine, theirs = ours.run(DetectionRequest(data)), colour.run(DetectionRequest(data))
+        agreement[path.name] = _edge_difference(mine, theirs)
+    return agreement
+
+
+def _edge_difference(a: DetectionResult, b: DetectionResult) -> int | None:
+    if len(a.boxes) != len(b.boxes):
+        return None
+
+    def edges(result: DetectionResult) -> list[tuple[int, int, int, int]]:
+        return sorted((x.x, x.y, x.x + x.width, x.y + x.height) for x in result.boxes)
+
+    pairs = zip(edges(a), edges(b), strict=True)
+    return max((abs(p - q) for one, two in pairs for p, q in zip(one, two, strict=True)), default=0)
+
+
+def _count(results: Results, service: str, window: WindowResult) -> None:
+    results.served[service] += window.completed + sum(window.errors.values())
+    for kind, n in window.errors.items():
+        results.errors[f"{window.protocol} {kind}"] += n
+
+
+def _service_of(protocol: ProtocolName) -> str:
+    return "rest" if protocol == "rest" else "grpc"
+
+
+def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
+                     progress: Callable[[str], None]) -> None:  # fmt: skip
+    floor = Floor(image)
+    with facewire_services(workdir) as (url, target, rest, grpc_child):
+        children = {"rest": rest, "grpc": grpc_child}
+        pool = LoadPool(1, [image], url, target)
+        try:
+            progress("warm-up: 100 requests to each service")
+            for protocol in UNARY:  # P7's baseline: resident memory after the first 100
+                _count(
+                    results, _service_of(protocol), _window(pool, protocol, "haar", 4, requests=100)
+                )
+            rss_start = {name: child.rss_mib() for name, child in children.items()}
+            _window(pool, "grpc-stream", "haar", 1, requests=10)
+
+            for r in range(plan.rounds):
+                progress(f"round {r + 1}/{plan.rounds}: floor, concurrency 1 and 4")
+                before = floor.measure(plan.floor_s)
+                level1 = {
+                    p: _window(pool, p, "haar", 1, seconds=plan.window_s, seed=r) for p in PROTOCOLS
+                }
+                level4 = {
+                    p: _window(pool, p, "haar", 4, seconds=plan.window_s, seed=r) for p in PROTOCOLS
+                }
+                after = floor.measure(plan.floor_s)
+                single_p50 = statistics.median(before + after)
+                single_mean = statistics.fmean(before + after)
+                limit = cpu_count() / (single_mean / 1000)
+                for protocol in PROTOCOLS:
+                    for window in (level1[protocol], level4[protocol]):
+                        _count(results, _service_of(protocol), window)
+                    one, four = _summary(level1[protocol]), _summary(level4[protocol])
+                    server = one["server_ms"]
+                    assert isinstance(server, dict)
+                    results.add("P1", protocol, float(four["throughput"]) / limit)  # type: ignore[arg-type]
+                    results.add("P2", protocol, _p50(one, "overhead_ms") + server["queue"])
+                    results.add("P3", protocol, _p50(one) / single_p50)
+                    results.add("latency p50 ms", protocol, _p50(one))
+                results.add(
+                    "P5",
+                    "all",
+                    _p50(_summary(level1["grpc-stream"])) / _p50(_summary(level1["grpc"])),
+                )
+                results.add("single-thread p50 ms", "all", single_p50)
+                results.add("limit throughput /s", "all", limit)
+
+            progress("P4: model echo, facewire against bare servers")
+            with bare_servers(workdir) as (bare_url, bare_target):
+                bare = LoadPool(2, [image], bare_url, bare_target)
+                ours = LoadPool(2, [image], url, target)
+                try:
+                    for protocol in UNARY:  # warm both
+                        for p in (bare, ours):
+                            _window(
+                                p,
+                                protocol,
+                                "echo",
+                                plan.echo_concurrency,
+                                seconds=plan.window_s / 2,
+                            )
+                    for r in range(plan.rounds):
+                        for protocol in UNARY:
+                            mine = _window(
+                                ours,
+                                protocol,
+                                "echo",
+                                plan.echo_concurrency,
+                                seconds=plan.window_s,
+                                seed=r,
+                            )
+                            theirs = _window(
+                                bare,
+                                protocol,
+                                "echo",
+                                plan.echo_concurrency,
+                                seconds=plan.window_s,
+                                seed=r,
+                            )
+                            _count(results, _service_of(protocol), mine)
+                            results.add("P4", protocol, _throughput(mine) / _throughput(theirs))
+                            results.add("echo /s", protocol, _throughput(mine))
+                            results.add("bare echo /s", protocol, _throughput(theirs))
+                finally:
+                    bare.close()
+                    ours.close()
+
+            for service, protocol in (("rest", "rest"), ("grpc", "grpc")):
+                missing = plan.p7_requests - results.served[service]
+                if missing > 0:
+                    progress(f"P7: {missing} more requests to the {service} service")
+                    _count(results, service, _window(pool, protocol, "haar", 4, requests=missing))
+            for name, child in children.items():
+                rss_end = child.rss_mib()
+                results.add("P7", name, rss_end / rss_start[name])
+                results.notes[f"P7 {name}: MiB after 100, after {results.served[name]}"] = [
+                    round(rss_start[name], 1),
+                    round(rss_end, 1),
+                ]
+        finally:
+            pool.close()
+
+
+def _throughput(window: WindowResult) -> float:
+    return window.completed / window.elapsed_s if window.elapsed_s else 0.0
+
+
+# --- output ------------------------------------------------------------------------
+
+
+def rows(results: Results) -> list[dict[str, object]]:
+    medians = results.medians()
+    out = []
+    for target in TARGETS:
+        for name, value in medians.get(target.key, {}).items():
+            out.append({
+                "target": target.key, "what": target.what, "protocol": name,
+                "value": round(value, 3), "bound": target.bound_text(name),
+                "met": target.met(name, value),
+                "rounds": [round(v, 3) for v in results.values[target.key][name]],
+            })  # fmt: skip
+    return out
+
+
+def print_table(table_rows: list[dict[str, object]], console: Console) -> None:
+    table = Table(title="facewire performance targets (ratios inside this run)")
+    for column in ("target", "protocol", "value", "bound", "met", "what"):
+        table.add_column(column)
+    for row in table_rows:
+        met = "[green]yes[/green]" if row["met"] else "[red]no[/red]"
+        table.add_row(str(row["target"]), str(row["protocol"]), f"{row['value']}",
+                      str(row["bound"]), met, str(row["what"]))  # fmt: skip
+    console.print(table)
+
+
+def markdown(table_rows: list[dict[str, object]]) -> str:
+    lines = ["| target | protocol | value | bound | met | rounds |", "|---|---|---|---|---|---|"]
+    for row in table_rows:
+        rounds = ", ".join(f"{v:g}" for v in row["rounds"])  # type: ignore[attr-defined]
+        met = "yes" if row["met"] else "**no**"
+        lines.append(f"| {row['target']} | {row['protocol']} | {row['value']} | {row['bound']} | "
+                     f"{met} | {rounds} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m client.bench.perf",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny setting (CI): shows it works")
+    parser.add_argument("--rounds", type=int, help="rounds of interleaved measurements")
+    parser.add_argument("--p7-requests", type=int, help="requests per service before P7's reading")
+    parser.add_argument("--out", type=Path, help="folder for perf.json and perf.md")
+    args = parser.parse_args(argv)
+    plan = Plan.quick() if args.quick else Plan()
+    if args.rounds:
+        plan.rounds = args.rounds
+    if args.p7_requests:
+        plan.p7_requests = args.p7_requests
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out: Path = args.out or Path("perf-results") / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    image = FACE.read_bytes()
+    results = Results()
+    started = time.time()
+    try:
+        console.print("P8: the pipeline alone, ours against the colour pipeline")
+        measure_p8(image, plan, results)
+        with tempfile.TemporaryDirectory(prefix="facewire-perf-") as workdir:
+            measure_services(image, plan, results, Path(workdir),
+                             lambda text: console.print(text))  # fmt: skip
+    except (RuntimeError, AssertionError) as error:
+        console.print(f"[red]facewire perf: {error}[/red]")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    table_rows = rows(results)
+    document = {
+        "facewire_perf": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 1),
+        "plan": plan.__dict__,
+        "machine": machine.describe(),
+        "targets": table_rows,
+        "measured": results.medians(),
+        "notes": results.notes,
+        "errors": dict(results.errors),
+        "served": dict(results.served),
+    }
+    (out / "perf.json").write_text(json.dumps(document, indent=2) + "\n")
+    (out / "perf.md").write_text(markdown(table_rows))
+    print_table(table_rows, console)
+    console.print(f"measured: {json.dumps(results.medians())}")
+    console.print(f"notes: {json.dumps(results.notes)}; errors: {results.errors or 'none'}")
+    console.print(f"results in {out}/ (perf.json, perf.md)")
+    return 1 if results.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
