@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import astuple, fields
+from dataclasses import fields
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -42,6 +42,7 @@ class Metrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        self._stage_children: dict[str, list[tuple[str, Histogram]]] = {}
 
     def observe(self, protocol: str, model: str, status: str, start_ns: int) -> None:
         """One finished request. ``model`` and ``status`` must be fixed labels: a known
@@ -51,8 +52,12 @@ class Metrics:
         self.latency.labels(protocol, model).observe(elapsed)
 
     def observe_stages(self, protocol: str, timings: Timings) -> None:
-        for stage, ms in zip(_STAGES, astuple(timings), strict=True):
-            self.stages.labels(protocol, stage).observe(ms / 1000)
+        children = self._stage_children.get(protocol)
+        if children is None:  # labels() looks its child up under a lock: once is enough
+            children = [(s, self.stages.labels(protocol, s)) for s in _STAGES]
+            self._stage_children[protocol] = children
+        for stage, child in children:
+            child.observe(getattr(timings, stage) / 1000)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of everything in this registry."""

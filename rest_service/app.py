@@ -7,20 +7,20 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 import facewire
 from facewire.dataplane import DataPlane
-from facewire.errors import FacewireError
+from facewire.errors import FacewireError, InvalidInput
 from facewire.messages import DetectionRequest, Model
 from facewire.metrics import CONTENT_TYPE
 from facewire.settings import Settings
 from rest_service.body import read_image
 from rest_service.errors import install_error_handlers
-from rest_service.schemas import DetectResponse, ErrorResponse, to_json
+from rest_service.schemas import DetectResponse, ErrorResponse, to_json_bytes
 
 log = logging.getLogger("facewire.rest")
 
@@ -45,6 +45,40 @@ _IMAGE_BODY: dict[str, Any] = {
         },
     }
 }
+
+_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "save",
+        "in": "query",
+        "description": "Store the 720×720 frame and a CSV row.",
+        "schema": {"type": "boolean", "default": False},
+    },
+    {
+        "name": "model",
+        "in": "query",
+        "description": "haar, decode or echo.",
+        "schema": {"type": "string", "default": "haar", "enum": sorted(MODEL_NAMES)},
+    },
+    {
+        "name": "frame_id",
+        "in": "query",
+        "description": "Echoed back and stored; also X-Frame-Id.",
+        "schema": {"type": "string"},
+    },
+    {"name": "x-frame-id", "in": "header", "schema": {"type": "string"}},
+]
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
+
+
+def parse_bool(name: str, value: str | None) -> bool:
+    """A boolean query value, spelt as FastAPI would accept it."""
+    if value is None or value.lower() in _FALSE:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    raise InvalidInput(f"{name} must be true or false, not {value[:20]!r}")
+
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Not an image, corrupt, bad parameters"},
@@ -78,27 +112,25 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         "/v1/detect",
         response_model=DetectResponse,
         responses=_ERRORS,
-        openapi_extra=_IMAGE_BODY,
+        openapi_extra={**_IMAGE_BODY, "parameters": _PARAMETERS},
         summary="Detect faces in one image",
     )
-    async def detect(
-        request: Request,
-        save: Annotated[bool, Query(description="Store the 720×720 frame and a CSV row.")] = False,
-        model: Annotated[str, Query(description="haar, decode or echo.")] = "haar",
-        frame_id: Annotated[
-            str | None, Query(description="Echoed back and stored; also X-Frame-Id.")
-        ] = None,
-        x_frame_id: Annotated[str | None, Header()] = None,
-    ) -> DetectResponse:
+    async def detect(request: Request) -> Response:
+        # Parameters are read here rather than declared to FastAPI, whose per-request
+        # parameter and response-model machinery cost more than the rest of this path
+        # (docs/performance.md); _PARAMETERS documents them in the OpenAPI schema.
         start = time.perf_counter_ns()
+        query = request.query_params
+        model = query.get("model", Model.HAAR.value)
         label = model if model in MODEL_NAMES else "invalid"  # never client text as a label
         try:
+            save = parse_bool("save", query.get("save"))
             image = await read_image(request, settings)
             core = DetectionRequest(
                 image=image,
                 model=Model.parse(model),
                 save=save,
-                frame_id=frame_id or x_frame_id or "",
+                frame_id=query.get("frame_id") or request.headers.get("x-frame-id") or "",
                 protocol="rest",
             )
             result = await dataplane.detect(core)
@@ -113,7 +145,7 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
             len(result.boxes),
             result.timings.total,
         )
-        return to_json(result)
+        return Response(to_json_bytes(result), media_type="application/json")
 
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

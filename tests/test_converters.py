@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from facewire.messages import Box, Crop, DetectionRequest, DetectionResult, Model, Size, Timings
 from grpc_service.converters import request_to_core, request_to_pb, result_to_core, result_to_pb
-from rest_service.schemas import DetectResponse, to_core, to_json
+from rest_service.schemas import DetectResponse, to_core, to_json, to_json_bytes
 
 ints = st.integers(min_value=0, max_value=100_000)
 ms = st.floats(min_value=0, max_value=1e6, allow_nan=False, width=64)
@@ -29,6 +29,11 @@ results = st.builds(
 @given(results)
 def test_protobuf_result_round_trip(result: DetectionResult) -> None:
     assert result_to_core(result_to_pb(result, "grpc")) == result
+
+
+@given(results)
+def test_json_bytes_are_the_models_json(result: DetectionResult) -> None:
+    assert to_json_bytes(result) == to_json(result).model_dump_json().encode()
 
 
 @given(results)

@@ -178,8 +178,13 @@ def test_chunked_body_over_the_limit(http: httpx.Client, face: Fixture) -> None:
 
 def test_malformed_query_value(http: httpx.Client, face: Fixture) -> None:
     response = http.post("/v1/detect", params={"save": "perhaps"}, content=face.data)
-    assert response.status_code == 422
-    assert response.json()["detail"]
+    assert response.status_code == 400
+    assert response.json()["detail"] == "save must be true or false, not 'perhaps'"
+    for spelling, saved in (("YES", True), ("on", True), ("0", False), ("", False)):
+        params = {"save": spelling, "model": "decode"}
+        reply = http.post("/v1/detect", params=params, content=face.data)
+        assert reply.status_code == 200, reply.text
+        assert (reply.json()["saved_image"] is not None) is saved
 
 
 def test_health_ready_metrics_and_docs(tmp_path: Path, face: Fixture) -> None:
@@ -208,5 +213,13 @@ def test_health_ready_metrics_and_docs(tmp_path: Path, face: Fixture) -> None:
     assert 'facewire_request_duration_seconds_bucket{le="0.5",model="haar",protocol="rest"}' in text
     assert 'facewire_stage_duration_seconds_count{protocol="rest",stage="detect"}' in text
     assert docs.status_code == 200
-    body = schema["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
+    operation = schema["paths"]["/v1/detect"]["post"]
+    assert {p["name"] for p in operation["parameters"]} == {
+        "save",
+        "model",
+        "frame_id",
+        "x-frame-id",
+    }
+    assert "DetectResponse" in str(operation["responses"]["200"])
+    body = operation["requestBody"]["content"]
     assert {"image/*", "application/octet-stream", "multipart/form-data"} <= set(body)

@@ -21,7 +21,7 @@ from facewire.messages import DetectionResult, Model
 from facewire.settings import Settings
 from grpc_service.converters import result_to_pb
 from grpc_service.server import SERVICE_NAME
-from rest_service.schemas import to_json
+from rest_service.schemas import to_json_bytes
 from rest_service.server import DrainingServer, bind_socket, uvicorn_config
 
 Scope = MutableMapping[str, Any]
@@ -52,7 +52,7 @@ async def bare_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": REST_REPLY})
 
 
-REST_REPLY = to_json(ECHO).model_dump_json().encode()
+REST_REPLY = to_json_bytes(ECHO)
 GRPC_REPLY = result_to_pb(ECHO, "grpc").SerializeToString()
 
 
