@@ -42,18 +42,25 @@ class Metrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        # labels() finds its child under a lock on every call; these keep the children.
         self._stage_children: dict[str, list[tuple[str, Histogram]]] = {}
+        self._request_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     def observe(self, protocol: str, model: str, status: str, start_ns: int) -> None:
         """One finished request. ``model`` and ``status`` must be fixed labels: a known
         model name or "invalid", and "ok" or a ``FacewireError.kind``."""
-        self.requests.labels(protocol, model, status).inc()
         elapsed = (time.perf_counter_ns() - start_ns) / 1e9
-        self.latency.labels(protocol, model).observe(elapsed)
+        key = (protocol, model, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self.requests.labels(*key), self.latency.labels(protocol, model)
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
 
     def observe_stages(self, protocol: str, timings: Timings) -> None:
         children = self._stage_children.get(protocol)
-        if children is None:  # labels() looks its child up under a lock: once is enough
+        if children is None:
             children = [(s, self.stages.labels(protocol, s)) for s in _STAGES]
             self._stage_children[protocol] = children
         for stage, child in children:
