@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run gui bench serve run-rest run-grpc test pytest lint format proto \
+.PHONY: help setup system-deps run gui bench perf serve run-rest run-grpc test pytest lint format proto \
         screenshot fixtures docker-lint docker-up docker-down docker-smoke constraints clean
 
 help: ## List the targets
@@ -31,6 +31,9 @@ run: setup ## The main job: both services + the GUI (or, with no display, a head
 
 bench: setup ## The benchmark: start the services, run the sweep, write a report (ARGS="...")
 	$(BIN)/python -m client.bench --start-services --inprocess $(ARGS)
+
+perf: setup ## The performance targets P1-P8 as in-run ratios, a few minutes (ARGS="--quick")
+	$(BIN)/python -m client.bench.perf $(ARGS)
 
 gui: setup ## The GUI alone, against services already running (ARGS="--source sample --mode both")
 	$(BIN)/python -m client $(ARGS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("haar", "decode", "echo"), default="haar")
     p.add_argument("--summary-csv", type=Path, help="write the summary table here on quit")
     p.add_argument("--log-every", type=float, default=10.0, help="seconds between stats lines")
+    p.add_argument("--duration", type=float, help="close the window after this many seconds")
+    p.add_argument("--rates-json", type=Path, help="on close, write the window's redraw rates")
     p.add_argument("--headless", action="store_true", help="no window: compare and print")
     p.add_argument("--frames", type=int, default=100, help="frames per protocol (--headless)")
     return p
@@ -69,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         engine.start()
         try:
-            run_window(engine, notice, args.log_every)
+            rates = run_window(engine, notice, args.log_every, args.duration)
         finally:
             engine.stop()
+        if args.rates_json:
+            args.rates_json.write_text(json.dumps(rates.as_dict()))
         every = [worker.stats.summary() for worker in engine.workers.values()]
         summaries = [s for s in every if s.count or s.errors]  # the protocols that were used
     print_table(summaries)

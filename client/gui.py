@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass, field
 
 import cv2
 
@@ -80,25 +81,72 @@ def log_stats(engine: Engine) -> None:
         )
 
 
-def run_window(engine: Engine, notice: str = "", log_every: float = 10.0) -> None:
-    """Show the window until q, Esc or the window is closed."""
+@dataclass
+class WindowRates:
+    """How fast the window redrew, and how often each panel's figures changed."""
+
+    seconds: float = 0.0
+    frames: int = 0
+    updates: dict[str, int] = field(default_factory=dict)  # new answers shown, by protocol
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def update_rate(self, protocol: str) -> float:
+        return self.updates.get(protocol, 0) / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "seconds": self.seconds,
+            "frames": self.frames,
+            "fps": self.fps,
+            "updates_per_s": {p: self.update_rate(p) for p in self.updates},
+        }
+
+    def describe(self) -> str:
+        panels = ", ".join(f"{p} {self.update_rate(p):.1f}/s" for p in self.updates) or "none"
+        return (
+            f"window: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps); "
+            f"overlay updates: {panels}"
+        )
+
+
+def run_window(
+    engine: Engine, notice: str = "", log_every: float = 10.0, duration: float | None = None
+) -> WindowRates:
+    """Show the window until q, Esc, the window is closed, or ``duration`` seconds."""
     cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
     shown_at: deque[float] = deque(maxlen=30)
     log.info("window open")
-    next_log = time.monotonic() + log_every
+    started = time.monotonic()
+    next_log = started + log_every
+    rates = WindowRates()
+    last_shown: dict[str, object] = {}
     while True:
-        shown_at.append(time.monotonic())
-        if log_every > 0 and shown_at[-1] >= next_log:
+        now = time.monotonic()
+        shown_at.append(now)
+        if duration is not None and now - started >= duration:
+            break
+        if log_every > 0 and now >= next_log:
             log_stats(engine)
-            next_log = shown_at[-1] + log_every
+            next_log = now + log_every
         span = shown_at[-1] - shown_at[0]
         fps = (len(shown_at) - 1) / span if span > 0 else 0.0
-        cv2.imshow(TITLE, render(build_view(engine, fps, notice)))
+        view = build_view(engine, fps, notice)
+        cv2.imshow(TITLE, render(view))
+        rates.frames += 1
+        for worker in engine.active_workers():
+            if worker.shown is not None and worker.shown is not last_shown.get(worker.protocol):
+                last_shown[worker.protocol] = worker.shown
+                rates.updates[worker.protocol] = rates.updates.get(worker.protocol, 0) + 1
         key = cv2.waitKey(15)
         if key != -1 and not handle_key(engine, key & 0xFF):
             break
         if cv2.getWindowProperty(TITLE, cv2.WND_PROP_VISIBLE) < 1:
             break  # closed with the window manager's button
+    rates.seconds = time.monotonic() - started
     cv2.destroyAllWindows()
     cv2.waitKey(1)
-    log.info("window closed")
+    log.info("window closed; %s", rates.describe())
+    return rates

@@ -209,3 +209,39 @@ def test_a_stalled_server_shows_in_p99_under_open_loop_load(tmp_path: Path) -> N
     assert result.completed + sum(result.errors.values()) + result.dropped == 120
     assert latency.p50 < 100  # most requests never saw the stall
     assert latency.p99 > 300  # but the stall is in the tail, not hidden
+
+
+def test_make_perf_quick_measures_every_target(tmp_path: Path) -> None:
+    """`make perf ARGS=--quick`, as CI runs it: every target gets a value (the values
+    themselves mean little at this size, and no test ever judges a speed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "client.bench.perf", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "perf.json").read_text())
+    measured = {(row["target"], row["protocol"]) for row in report["targets"]}
+    expected = {
+        *(("P1", p) for p in ("rest", "grpc", "grpc-stream")),
+        *(("P2", p) for p in ("rest", "grpc", "grpc-stream")),
+        *(("P3", p) for p in ("rest", "grpc", "grpc-stream")),
+        ("P4", "rest"),
+        ("P4", "grpc"),
+        ("P5", "all"),
+        ("P6", "window fps"),
+        ("P6", "rest overlay updates/s"),
+        ("P6", "grpc overlay updates/s"),
+        ("P7", "rest"),
+        ("P7", "grpc"),
+        ("P8", "all"),
+    }
+    assert measured == expected
+    assert all(row["value"] > 0 for row in report["targets"])
+    assert report["errors"] == {}
+    assert report["served"]["rest"] >= 300  # P7's reading came after the asked-for requests
+    assert report["notes"]["P8 boxes"] == {"face_1280x720.jpg": 3, "noface_1280x720.jpg": 0}
+    assert "| P1 | rest |" in (tmp_path / "perf.md").read_text()

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from client import xvfb
 from tests.servers import wait_for
 
 TOOLS = ("Xvfb", "xdotool", "import")
@@ -25,25 +26,10 @@ def require_tools() -> None:
 
 @contextmanager
 def virtual_display(width: int = 1366, height: int = 768) -> Iterator[str]:
-    """An Xvfb screen of ``width`` × ``height``; yields its DISPLAY value."""
+    """An Xvfb screen (with the other tools checked first); yields its DISPLAY value."""
     require_tools()
-    read_end, write_end = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24",
-         "-nolisten", "tcp"],
-        pass_fds=(write_end,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    os.close(write_end)
-    try:
-        with os.fdopen(read_end) as announced:
-            number = announced.readline().strip()  # Xvfb writes its display number when ready
-        assert number.isdigit(), "Xvfb did not start"
-        yield f":{number}"
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
+    with xvfb.virtual_display(width, height) as display:
+        yield display
 
 
 class Screen:

@@ -33,6 +33,7 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
+from client import xvfb
 from client.bench import machine
 from client.bench.floor import time_per_frame
 from client.bench.load import WindowResult, WindowSpec
@@ -79,6 +80,8 @@ TARGETS = (
     Target("P4", "model echo: saturation throughput ÷ a bare server's",
            {"rest": 0.8, "grpc": 0.9}, True),
     Target("P5", "grpc-stream p50 ÷ grpc p50 at concurrency 1", {"all": 1.0}, False),
+    Target("P6", "GUI, mode both, sample source: window fps and overlay updates per second",
+           {"window fps": 20, "rest overlay updates/s": 5, "grpc overlay updates/s": 5}, True),
     Target("P7", "resident memory after the run's requests ÷ after the first 100",
            {"all": 1.1}, False),
     Target("P8", "single-thread pipeline time ÷ the straightforward colour pipeline's",
@@ -94,11 +97,12 @@ class Plan:
     echo_concurrency: int = 8
     p7_requests: int = 10_000
     p8_frames: int = 15
+    gui_s: float = 15.0
 
     @classmethod
     def quick(cls) -> Plan:
         """For CI: every step runs, briefly; the numbers mean little."""
-        return cls(rounds=1, window_s=0.4, floor_s=0.2, p7_requests=300, p8_frames=2)
+        return cls(rounds=1, window_s=0.4, floor_s=0.2, p7_requests=300, p8_frames=2, gui_s=4.0)
 
 
 @dataclass
@@ -416,8 +420,40 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                     round(rss_start[name], 1),
                     round(rss_end, 1),
                 ]
+            progress(f"P6: the GUI in mode both for {plan.gui_s:g} s")
+            measure_gui(url, target, plan.gui_s, results, workdir)
         finally:
             pool.close()
+
+
+def measure_gui(url: str, target: str, seconds: float, results: Results, workdir: Path) -> None:
+    """The real GUI on a virtual screen (or the real one), sample source, mode both."""
+    if xvfb.available():
+        screen: contextlib.AbstractContextManager[str] = xvfb.virtual_display()
+    elif os.environ.get("DISPLAY"):
+        screen = contextlib.nullcontext(os.environ["DISPLAY"])
+    else:
+        results.notes["P6"] = "not measured: no Xvfb and no display"
+        return
+    rates_file = workdir / "gui-rates.json"
+    command = ["-m", "client", "--source", "sample", "--mode", "both", "--log-every", "0",
+               "--duration", f"{seconds:g}", "--rest-url", url, "--grpc-target", target,
+               "--rates-json", str(rates_file)]  # fmt: skip
+    with screen as display:
+        gui = Child(command, {"DISPLAY": display}, workdir / "gui.log")
+        try:
+            code = gui.popen.wait(seconds + 60)
+        except subprocess.TimeoutExpired:
+            gui.stop()
+            raise RuntimeError(
+                f"the GUI did not close after {seconds:g} s; see {gui.log}"
+            ) from None
+    if code != 0 or not rates_file.exists():
+        raise RuntimeError(f"the GUI exited with {code}; see {gui.log}")
+    rates = json.loads(rates_file.read_text())
+    results.add("P6", "window fps", rates["fps"])
+    for protocol, rate in rates["updates_per_s"].items():
+        results.add("P6", f"{protocol} overlay updates/s", rate)
 
 
 def _throughput(window: WindowResult) -> float:
