@@ -196,11 +196,13 @@ def facewire_services(workdir: Path) -> Iterator[tuple[str, str, Child, Child]]:
 
 
 @contextlib.contextmanager
-def bare_servers(workdir: Path) -> Iterator[tuple[str, str]]:
+def bare_servers(workdir: Path, *, core: bool = False) -> Iterator[tuple[str, str]]:
     rest_port, grpc_port = free_port(), free_port()
-    rest = Child(["-m", "client.bench.bare", "rest", str(rest_port)], {}, workdir / "bare-rest.log")
+    extra, tag = (["--core"], "-core") if core else ([], "")
+    module = ["-m", "client.bench.bare"]
+    rest = Child([*module, "rest", str(rest_port), *extra], {}, workdir / f"bare-rest{tag}.log")
     bare_grpc = Child(
-        ["-m", "client.bench.bare", "grpc", str(grpc_port)], {}, workdir / "bare-grpc.log"
+        [*module, "grpc", str(grpc_port), *extra], {}, workdir / f"bare-grpc{tag}.log"
     )
     url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
     try:
@@ -408,6 +410,9 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                     bare.close()
                     ours.close()
 
+            progress("P2 and P3 against bare frameworks serving the same core")
+            measure_against_bare_core(image, plan, results, workdir, pool, floor)
+
             for service, protocol in (("rest", "rest"), ("grpc", "grpc")):
                 missing = plan.p7_requests - results.served[service]
                 if missing > 0:
@@ -424,6 +429,33 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
             measure_gui(url, target, plan.gui_s, results, workdir)
         finally:
             pool.close()
+
+
+def measure_against_bare_core(
+    image: bytes, plan: Plan, results: Results, workdir: Path, ours: LoadPool, floor: Floor
+) -> None:
+    """P2 and P3 for our services and, paired window by window, for bare frameworks
+    serving the same core (``bare --core``): their difference is what our adapters cost."""
+    with bare_servers(workdir, core=True) as (url, target):
+        bare = LoadPool(1, [image], url, target)
+        try:
+            for protocol in UNARY:
+                _window(bare, protocol, "haar", 1, seconds=plan.window_s / 2)
+            for r in range(plan.rounds):
+                single_p50 = statistics.median(floor.measure(plan.floor_s))
+                for protocol in UNARY:
+                    for name, pool in (("facewire", ours), ("bare + core", bare)):
+                        window = _window(pool, protocol, "haar", 1, seconds=plan.window_s, seed=r)
+                        if pool is ours:
+                            _count(results, _service_of(protocol), window)
+                        summary = _summary(window)
+                        server = summary["server_ms"]
+                        assert isinstance(server, dict)
+                        overhead = _p50(summary, "overhead_ms") + server["queue"]
+                        results.add(f"P2 {name}", protocol, overhead)
+                        results.add(f"P3 {name}", protocol, _p50(summary) / single_p50)
+        finally:
+            bare.close()
 
 
 def measure_gui(url: str, target: str, seconds: float, results: Results, workdir: Path) -> None:
@@ -488,13 +520,19 @@ def print_table(table_rows: list[dict[str, object]], console: Console) -> None:
     console.print(table)
 
 
-def markdown(table_rows: list[dict[str, object]]) -> str:
+def markdown(table_rows: list[dict[str, object]], results: Results) -> str:
     lines = ["| target | protocol | value | bound | met | rounds |", "|---|---|---|---|---|---|"]
     for row in table_rows:
         rounds = ", ".join(f"{v:g}" for v in row["rounds"])  # type: ignore[attr-defined]
         met = "yes" if row["met"] else "**no**"
         lines.append(f"| {row['target']} | {row['protocol']} | {row['value']} | {row['bound']} | "
                      f"{met} | {rounds} |")  # fmt: skip
+    targets = {t.key for t in TARGETS}
+    lines += ["", "Measured alongside (medians over rounds):", "", "| measure | of | value |",
+              "|---|---|---|"]  # fmt: skip
+    for key, by in results.medians().items():
+        if key not in targets:
+            lines += [f"| {key} | {name} | {value:.3f} |" for name, value in by.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -546,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         "served": dict(results.served),
     }
     (out / "perf.json").write_text(json.dumps(document, indent=2) + "\n")
-    (out / "perf.md").write_text(markdown(table_rows))
+    (out / "perf.md").write_text(markdown(table_rows, results))
     print_table(table_rows, console)
     console.print(f"measured: {json.dumps(results.medians())}")
     console.print(f"notes: {json.dumps(results.notes)}; errors: {results.errors or 'none'}")
