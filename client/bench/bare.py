@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -24,6 +25,7 @@ from urllib.parse import parse_qsl
 import grpc
 
 from facewire.dataplane import DataPlane
+from facewire.errors import FacewireError
 from facewire.messages import DetectionRequest, DetectionResult, Model
 from facewire.settings import Settings
 from facewire.v1 import face_detection_pb2 as pb
@@ -53,14 +55,17 @@ def rest_app(answer: Answer | None) -> Callable[[Scope, Receive, Send], Awaitabl
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        reply = fixed
+        reply, status = fixed, 200
         if answer is not None:
             query = dict(parse_qsl(scope["query_string"].decode()))
-            request = DetectionRequest(bytes(body), model=Model.parse(query.get("model")))
-            reply = to_json_bytes(await answer(request))
+            try:
+                request = DetectionRequest(bytes(body), model=Model.parse(query.get("model")))
+                reply = to_json_bytes(await answer(request))
+            except FacewireError as error:
+                reply, status = json.dumps({"detail": error.message}).encode(), 400
         headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(reply)).encode())]  # fmt: skip
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": reply})
 
     return app
