@@ -10,15 +10,18 @@ payloads: the HTTP body, or the serialized protobuf message.
 
 from __future__ import annotations
 
+import http.client
+import json
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from urllib.parse import urlencode, urlsplit
 
 import grpc
-import httpx
 from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 
@@ -70,31 +73,66 @@ class Transport(Protocol):
 
 
 class RestTransport:
-    """POST /v1/detect with the raw JPEG body, on one kept-alive HTTP/1.1 connection."""
+    """POST /v1/detect with the raw JPEG body, on one kept-alive HTTP/1.1 connection.
+
+    The standard library's ``http.client`` rather than httpx: on loopback httpx's own
+    Python costs about 0.4 ms a request (docs/performance.md), which would be counted
+    against REST. A connection that fails is dropped and the next call makes a new one.
+    """
 
     name: ProtocolName = "rest"
 
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self._client = httpx.Client(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            headers={"Content-Type": "image/jpeg"},
-        )
+        url = urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self._https = url.scheme == "https"
+        self._host = url.hostname
+        self._port = url.port
+        self._path = url.path.rstrip("/") + "/v1/detect"
+        self._timeout = timeout
+        self._connection: http.client.HTTPConnection | None = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        connection = self._connection
+        if connection is not None and connection.sock is not None:
+            # Readable while idle means the server closed it (uvicorn drops idle
+            # keep-alive connections after 5 s): reconnect rather than fail the call.
+            readable, _, _ = select.select([connection.sock], [], [], 0)
+            if readable:
+                self.close()
+        if self._connection is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            connection = kind(self._host, self._port, timeout=min(self._timeout, 2.0))
+            connection.connect()
+            assert connection.sock is not None
+            connection.sock.settimeout(self._timeout)  # connecting is short; answers may not be
+            self._connection = connection
+        return self._connection
 
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
-        params = {"model": model, "save": "true" if save else "false", "frame_id": frame_id}
+        query = urlencode(
+            {"model": model, "save": "true" if save else "false", "frame_id": frame_id}
+        )
         start = time.perf_counter_ns()
         try:
-            response = self._client.post("/v1/detect", params=params, content=image)
-        except httpx.TimeoutException as exc:
-            raise TransportError("timeout", f"no answer in time ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
+            connection = self._connect()
+            connection.request("POST", f"{self._path}?{query}", image, _REST_HEADERS)
+            response = connection.getresponse()
+            body = response.read()
+        except TimeoutError:
+            self.close()
+            raise TransportError("timeout", "no answer in time") from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
             raise TransportError("unreachable", _first_line(exc) or type(exc).__name__) from None
-        body = response.content
         received = time.perf_counter_ns()
-        if response.status_code != 200:
-            raise TransportError("rejected", f"HTTP {response.status_code}: {_detail(response)}")
+        if response.will_close:
+            self.close()
+        if response.status != 200:
+            raise TransportError(
+                "rejected", f"HTTP {response.status}: {_detail(body, response.reason)}"
+            )
         try:
             result = to_core(DetectResponse.model_validate_json(body))
         except ValidationError:
@@ -103,15 +141,20 @@ class RestTransport:
         return Reply(result, (end - start) / 1e6, len(image), len(body), (end - received) / 1e6)
 
     def close(self) -> None:
-        self._client.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
-def _detail(response: httpx.Response) -> str:
+_REST_HEADERS = {"Content-Type": "image/jpeg"}
+
+
+def _detail(body: bytes, reason: str) -> str:
     try:
-        detail = response.json().get("detail")
-    except ValueError:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
         detail = None
-    return str(detail) if detail else response.reason_phrase
+    return str(detail) if detail else reason
 
 
 def _first_line(exc: BaseException) -> str:
