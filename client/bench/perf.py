@@ -91,7 +91,7 @@ TARGETS = (
 
 @dataclass
 class Plan:
-    rounds: int = 3
+    rounds: int = 5
     window_s: float = 2.0
     floor_s: float = 1.5
     echo_concurrency: int = 8
@@ -321,6 +321,13 @@ def _count(results: Results, service: str, window: WindowResult) -> None:
         results.errors[f"{window.protocol} {kind}"] += n
 
 
+def _turn(protocols: tuple[ProtocolName, ...], r: int) -> tuple[ProtocolName, ...]:
+    """Round ``r``'s order: each protocol goes first in turn, so none always follows the
+    floor measurement or another protocol."""
+    k = r % len(protocols)
+    return protocols[k:] + protocols[:k]
+
+
 def _service_of(protocol: ProtocolName) -> str:
     return "rest" if protocol == "rest" else "grpc"
 
@@ -344,10 +351,12 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                 progress(f"round {r + 1}/{plan.rounds}: floor, concurrency 1 and 4")
                 before = floor.measure(plan.floor_s)
                 level1 = {
-                    p: _window(pool, p, "haar", 1, seconds=plan.window_s, seed=r) for p in PROTOCOLS
+                    p: _window(pool, p, "haar", 1, seconds=plan.window_s, seed=r)
+                    for p in _turn(PROTOCOLS, r)
                 }
                 level4 = {
-                    p: _window(pool, p, "haar", 4, seconds=plan.window_s, seed=r) for p in PROTOCOLS
+                    p: _window(pool, p, "haar", 4, seconds=plan.window_s, seed=r)
+                    for p in _turn(PROTOCOLS, r)
                 }
                 after = floor.measure(plan.floor_s)
                 single_p50 = statistics.median(before + after)
@@ -386,7 +395,7 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                                 seconds=plan.window_s / 2,
                             )
                     for r in range(plan.rounds):
-                        for protocol in UNARY:
+                        for protocol in _turn(UNARY, r):
                             mine = _window(
                                 ours,
                                 protocol,
@@ -444,7 +453,7 @@ def measure_against_bare_core(
                 _window(bare, protocol, "haar", 1, seconds=plan.window_s / 2)
             for r in range(plan.rounds):
                 single_p50 = statistics.median(floor.measure(plan.floor_s))
-                for protocol in UNARY:
+                for protocol in _turn(UNARY, r):
                     for name, pool in (("facewire", ours), ("bare + core", bare)):
                         window = _window(pool, protocol, "haar", 1, seconds=plan.window_s, seed=r)
                         if pool is ours:
