@@ -22,17 +22,22 @@ from typing import Literal, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import grpc
+import numpy as np
 from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 
-from facewire.messages import DetectionResult
+from facewire.messages import FRAME_SIZE, Box, Crop, DetectionResult, Model, Size, Timings
+from facewire.oip.v2 import grpc_predict_v2_pb2 as oip_pb
 from facewire.settings import MiB
 from facewire.v1 import face_detection_pb2 as pb
 from grpc_service.converters import result_to_core
 from rest_service.schemas import DetectResponse, to_core
 
-ProtocolName = Literal["rest", "grpc", "grpc-stream"]
+ProtocolName = Literal["rest", "grpc", "grpc-stream", "rest-v2", "grpc-v2"]
+#: facewire's own APIs: what the GUI shows and the benchmark runs by default.
 PROTOCOLS: tuple[ProtocolName, ...] = ("rest", "grpc", "grpc-stream")
+#: Every protocol the benchmark can run, the Open Inference Protocol (v2) ones included.
+ALL_PROTOCOLS: tuple[ProtocolName, ...] = (*PROTOCOLS, "rest-v2", "grpc-v2")
 ErrorKind = Literal["unreachable", "timeout", "rejected", "protocol"]
 
 _GRPC_OPTIONS = [
@@ -348,9 +353,161 @@ class GrpcStreamTransport(_GrpcChannel):
         super().close()
 
 
+class RestV2Transport(RestTransport):
+    """POST /v2/models/<model>/infer with Triton's binary tensor data extension, both
+    ways: the JSON header, then IMAGE as one length-prefixed BYTES element."""
+
+    name: ProtocolName = "rest-v2"
+
+    def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
+        start = time.perf_counter_ns()
+        header, body = _v2_rest_request(image, save, frame_id)
+        headers = {"Inference-Header-Content-Length": str(len(header))}
+        path = f"{self._path.removesuffix('/v1/detect')}/v2/models/{_V2_MODELS[model]}/infer"
+        try:
+            connection = self._connect()
+            connection.request("POST", path, header + body, headers)
+            response = connection.getresponse()
+            answer = response.read()
+        except TimeoutError:
+            self.close()
+            raise TransportError("timeout", "no answer in time") from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise TransportError("unreachable", _first_line(exc) or type(exc).__name__) from None
+        received = time.perf_counter_ns()
+        if response.will_close:
+            self.close()
+        if response.status != 200:
+            detail = _v2_error(answer) or response.reason
+            raise TransportError("rejected", f"HTTP {response.status}: {detail}")
+        length = response.getheader("Inference-Header-Content-Length")
+        try:
+            result = _v2_rest_result(
+                answer, int(length) if length else len(answer), model, frame_id
+            )
+        except (ValueError, KeyError, TypeError):
+            raise TransportError("protocol", "the reply is not an inference answer") from None
+        end = time.perf_counter_ns()
+        return Reply(result, (end - start) / 1e6, len(header) + len(body), len(answer),
+                     (end - received) / 1e6)  # fmt: skip
+
+
+#: facewire's model names → the Open Inference Protocol's.
+_V2_MODELS = {"haar": "face_detector", "decode": "decode", "echo": "echo"}
+
+
+def _v2_rest_request(image: bytes, save: bool, frame_id: str) -> tuple[bytes, bytes]:
+    body = len(image).to_bytes(4, "little") + image
+    inputs: list[dict[str, object]] = [
+        {"name": "IMAGE", "datatype": "BYTES", "shape": [1],
+         "parameters": {"binary_data_size": len(body)}},
+    ]  # fmt: skip
+    if save:
+        inputs.append({"name": "SAVE", "datatype": "BOOL", "shape": [1], "data": [True]})
+    document = {"id": frame_id, "inputs": inputs, "parameters": {"binary_data_output": True}}
+    return json.dumps(document, separators=(",", ":")).encode(), body
+
+
+def _v2_error(answer: bytes) -> str | None:
+    try:
+        error = json.loads(answer).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return str(error) if error else None
+
+
+def _v2_rest_result(
+    answer: bytes, header_length: int, model: str, frame_id: str
+) -> DetectionResult:
+    document = json.loads(answer[:header_length])
+    values: dict[str, np.ndarray] = {}
+    pos = header_length
+    for output in document["outputs"]:
+        size = output.get("parameters", {}).get("binary_data_size")
+        dtype = "<i4" if output["datatype"] == "INT32" else "<f4"
+        if size is None:
+            data = np.array(output["data"], dtype)
+        else:
+            data = np.frombuffer(answer, dtype, count=size // 4, offset=pos)
+            pos += size
+        values[output["name"]] = data.reshape(output["shape"])
+    queue = float(document.get("parameters", {}).get("queue_ms", 0.0))
+    saved = document.get("parameters", {}).get("saved_image")
+    return _v2_result(values, model, frame_id, queue, saved)
+
+
+def _v2_result(
+    values: dict[str, np.ndarray], model: str, frame_id: str, queue: float, saved: str | None
+) -> DetectionResult:
+    """The core result from the v2 outputs (the frame is always 720×720 when decoded)."""
+    boxes = tuple(Box(*(int(v) for v in row)) for row in values["BOXES"].reshape(-1, 4))
+    crop = Crop(*(int(v) for v in values["CROP"]))
+    decode, preprocess, detect, save_ms, total = (float(v) for v in values["TIMINGS_MS"])
+    decoded = crop.size > 0
+    return DetectionResult(
+        frame_id=frame_id,
+        model=Model.parse(model),
+        boxes=boxes,
+        frame=Size(FRAME_SIZE, FRAME_SIZE) if decoded else Size(0, 0),
+        crop=crop,
+        image=Size(0, 0),  # the protocol's outputs do not carry it
+        timings=Timings(decode, preprocess, detect, save_ms, total, queue),
+        saved_image=saved,
+    )
+
+
+class GrpcV2Transport(_GrpcChannel):
+    """Unary ``inference.GRPCInferenceService/ModelInfer`` calls, IMAGE in
+    ``raw_input_contents``."""
+
+    name: ProtocolName = "grpc-v2"
+
+    def __init__(self, target: str, timeout: float = 10.0) -> None:
+        super().__init__(target, timeout)
+        self._infer: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer"
+        )
+
+    def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
+        start = time.perf_counter_ns()
+        message = oip_pb.ModelInferRequest(model_name=_V2_MODELS[model], id=frame_id)
+        message.inputs.add(name="IMAGE", datatype="BYTES", shape=[1])
+        message.raw_input_contents.append(len(image).to_bytes(4, "little") + image)
+        if save:
+            message.inputs.add(name="SAVE", datatype="BOOL", shape=[1])
+            message.raw_input_contents.append(b"\x01")
+        request = message.SerializeToString()
+        try:
+            raw = self._infer(request, timeout=self._timeout)
+        except grpc.RpcError as error:
+            raise _grpc_error(error) from None
+        received = time.perf_counter_ns()
+        try:
+            answer = oip_pb.ModelInferResponse.FromString(raw)
+            values = {
+                o.name: np.frombuffer(data, "<i4" if o.datatype == "INT32" else "<f4").reshape(
+                    o.shape
+                )
+                for o, data in zip(answer.outputs, answer.raw_output_contents, strict=True)
+            }
+            params = answer.parameters
+            saved = params["saved_image"].string_param if "saved_image" in params else None
+            queue = params["queue_ms"].double_param if "queue_ms" in params else 0.0
+            result = _v2_result(values, model, frame_id, queue, saved)
+        except (DecodeError, ValueError, KeyError):
+            raise TransportError("protocol", "the reply is not an inference answer") from None
+        end = time.perf_counter_ns()
+        return Reply(result, (end - start) / 1e6, len(request), len(raw), (end - received) / 1e6)
+
+
 def make_transport(protocol: ProtocolName, rest_url: str, grpc_target: str) -> Transport:
     if protocol == "rest":
         return RestTransport(rest_url)
+    if protocol == "rest-v2":
+        return RestV2Transport(rest_url)
     if protocol == "grpc":
         return GrpcTransport(grpc_target)
+    if protocol == "grpc-v2":
+        return GrpcV2Transport(grpc_target)
     return GrpcStreamTransport(grpc_target)

@@ -33,6 +33,10 @@ class CorruptImage(InvalidInput):
     """The bytes look like a supported image but cannot be decoded completely."""
 
 
+class NotFound(FacewireError):
+    """What the request names does not exist here: an unknown model or model version."""
+
+
 class LimitExceeded(FacewireError):
     """A size limit was exceeded (REST 413, gRPC RESOURCE_EXHAUSTED)."""
 

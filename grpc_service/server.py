@@ -16,6 +16,7 @@ from facewire import logs
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings, url_host
 from facewire.v1 import face_detection_pb2 as pb
+from grpc_service import oip
 from grpc_service.converters import parse_request
 from grpc_service.servicer import FaceDetectionServicer
 
@@ -55,7 +56,7 @@ class GrpcService:
     async def start(self) -> None:
         await asyncio.to_thread(self.dataplane.start)
         await self.server.start()
-        for name in ("", SERVICE_NAME):
+        for name in ("", SERVICE_NAME, oip.SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float) -> bool:
@@ -78,10 +79,11 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
         ]
     )
     _register(FaceDetectionServicer(dataplane), server)
+    oip.register(oip.InferenceServicer(dataplane), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, oip.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     port = server.add_insecure_port(f"{url_host(settings.host)}:{settings.grpc_port}")
     return GrpcService(server, health_servicer, dataplane, port)

@@ -20,6 +20,7 @@ from facewire.metrics import CONTENT_TYPE
 from facewire.settings import Settings
 from rest_service.body import read_image
 from rest_service.errors import install_error_handlers
+from rest_service.oip import create_router
 from rest_service.schemas import DetectResponse, ErrorResponse, to_json_bytes
 
 log = logging.getLogger("facewire.rest")
@@ -146,6 +147,8 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
             result.timings.total,
         )
         return Response(to_json_bytes(result), media_type="application/json")
+
+    app.include_router(create_router(settings, dataplane))
 
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

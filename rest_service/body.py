@@ -27,7 +27,7 @@ class UndrainedUpload(PayloadTooLarge):
 
 async def read_image(request: Request, settings: Settings) -> bytes:
     limit = settings.max_upload_bytes
-    body = await _read_body(request, limit + MULTIPART_OVERHEAD, limit, settings.read_limit_bytes)
+    body = await read_body(request, limit + MULTIPART_OVERHEAD, settings)
     if sniff_format(body) is not None or not _is_multipart(request):
         return body  # the pipeline checks the limit and tells "not an image" apart
     return await _multipart_file(request, body, limit)
@@ -37,9 +37,11 @@ def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
-async def _read_body(request: Request, cap: int, limit: int, read_limit: int) -> bytes:
-    """The body when it is at most ``cap`` bytes. Up to ``read_limit`` is read and thrown
-    away (the connection stays usable); past that, reading stops."""
+async def read_body(request: Request, cap: int, settings: Settings) -> bytes:
+    """The body when it is at most ``cap`` bytes; PayloadTooLarge otherwise. Up to the
+    read limit is read and thrown away (the connection stays usable); past that,
+    reading stops (UndrainedUpload: the connection must close)."""
+    limit, read_limit = settings.max_upload_bytes, max(settings.read_limit_bytes, cap)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > read_limit:
         raise UndrainedUpload(_too_large(int(declared), limit))

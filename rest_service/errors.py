@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from facewire.errors import FacewireError, LimitExceeded, NotReady, StorageError
+from facewire.errors import FacewireError, LimitExceeded, NotFound, NotReady, StorageError
 from rest_service.body import UndrainedUpload
 
 log = logging.getLogger("facewire.rest")
@@ -17,6 +17,7 @@ _STATUS: tuple[tuple[type[FacewireError], int], ...] = (
     (LimitExceeded, 413),
     (StorageError, 507),
     (NotReady, 503),
+    (NotFound, 404),
     (FacewireError, 400),
 )
 
@@ -25,14 +26,19 @@ def http_status(exc: FacewireError) -> int:
     return next(status for kind, status in _STATUS if isinstance(exc, kind))
 
 
+def connection_headers(exc: FacewireError) -> dict[str, str] | None:
+    # An upload we stopped reading leaves bytes on the wire: the connection cannot be reused.
+    return {"Connection": "close"} if isinstance(exc, UndrainedUpload) else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_facewire_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, FacewireError)
         status = http_status(exc)
         log.debug("%s %s -> %d %s", request.method, request.url.path, status, exc.message)
-        # An upload we stopped reading leaves bytes on the wire: the connection cannot be reused.
-        headers = {"Connection": "close"} if isinstance(exc, UndrainedUpload) else None
-        return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+        return JSONResponse(
+            {"detail": exc.message}, status_code=status, headers=connection_headers(exc)
+        )
 
     async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error in %s %s", request.method, request.url.path)

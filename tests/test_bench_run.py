@@ -94,6 +94,27 @@ def test_short_closed_loop_run_produces_every_output(
     assert_png(out / "cdf_haar.png")
 
 
+def test_open_inference_protocol_runs_beside_facewires_own(
+    rest_url: str, grpc_target: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "v2"
+    done = bench(out, "--rest-url", rest_url, "--grpc-target", grpc_target,
+                 "--protocols", "rest,rest-v2,grpc,grpc-v2", "--models", "haar",
+                 "--concurrency", "1")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads((out / "results.json").read_text())
+    points = {p["protocol"]: p for p in run["points"]}
+    assert set(points) == {"rest", "rest-v2", "grpc", "grpc-v2"}
+    for name, point in points.items():
+        assert point["error_count"] == 0, name
+        assert point["completed"] > 0, name
+        assert point["server_ms"]["detect"] > 0, name  # TIMINGS_MS made it back
+        assert point["bytes_sent"] > 1000, name
+    # The same image, a little more framing on v2 (the JSON header or the tensor fields).
+    assert points["rest-v2"]["bytes_sent"] > points["rest"]["bytes_sent"]
+    assert points["grpc-v2"]["bytes_sent"] > points["grpc"]["bytes_sent"]
+
+
 def test_short_open_loop_run(rest_url: str, grpc_target: str, tmp_path: Path) -> None:
     out = tmp_path / "open"
     done = bench(out, "--rest-url", rest_url, "--grpc-target", grpc_target,

@@ -14,7 +14,7 @@ import pytest
 from facewire.settings import Settings
 from tests.servers import ROOT
 
-GENERATED = ROOT / "facewire" / "v1"
+GENERATED = (ROOT / "facewire" / "v1", ROOT / "facewire" / "oip" / "v2")
 
 
 def test_generated_protobuf_modules_are_fresh(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_generated_protobuf_modules_are_fresh(tmp_path: Path) -> None:
         capture_output=True,
     )
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*_pb2*"))
-    committed = sorted(p.relative_to(ROOT) for p in GENERATED.glob("*_pb2*"))
+    committed = sorted(p.relative_to(ROOT) for d in GENERATED for p in d.glob("*_pb2*"))
     assert fresh == committed, "run `make proto` and commit the result"
     stale = [str(p) for p in fresh if not filecmp.cmp(tmp_path / p, ROOT / p, shallow=False)]
     assert not stale, f"stale generated files, run `make proto`: {stale}"

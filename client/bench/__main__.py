@@ -28,7 +28,7 @@ from client.bench.floor import measure_floor
 from client.bench.runner import BenchConfig, config_dict, run_sweep
 from client.engine import encode_frame
 from client.sources import Image, SourceError, open_source
-from client.transports import PROTOCOLS
+from client.transports import ALL_PROTOCOLS, PROTOCOLS
 
 MODELS = ("haar", "decode", "echo")
 
@@ -92,7 +92,13 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--protocols", type=_list(str, PROTOCOLS), default=PROTOCOLS)
+    p.add_argument(
+        "--protocols",
+        type=_list(str, ALL_PROTOCOLS),
+        default=PROTOCOLS,
+        help="rest, grpc, grpc-stream (the default), and the Open Inference Protocol's "
+        "rest-v2 and grpc-v2",
+    )
     p.add_argument("--models", type=_list(str, MODELS), default=("haar", "echo"))
     load = p.add_mutually_exclusive_group()
     load.add_argument("--concurrency", type=_list(int), default=(1, 2, 4),
