@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 
 from facewire.detector import FaceDetector, Lend, lend_from
-from facewire.errors import NotReady
+from facewire.errors import NotReady, Overloaded
 from facewire.messages import DetectionRequest, DetectionResult, Model
 from facewire.metrics import Metrics
 from facewire.pipeline import Pipeline
@@ -36,10 +36,14 @@ class DataPlane:
         metrics: Metrics | None = None,
         *,
         split_detection: bool = False,
+        max_inflight: int = 64,
     ) -> None:
         self.pipeline = pipeline
         self.threads = threads
         self.metrics = metrics or Metrics()
+        self.max_inflight = max_inflight
+        self.metrics.inflight_limit.set(max_inflight)
+        self._inflight = 0  # touched on the event loop only: no lock
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="facewire-pipeline")
         # Helpers take pieces of a request's detection while pipeline threads are idle.
         self._helpers: ThreadPoolExecutor | None = None
@@ -70,6 +74,7 @@ class DataPlane:
             pipeline,
             settings.threads or cpu_count(),
             split_detection=settings.split_detection,
+            max_inflight=settings.max_inflight,
         )
 
     @property
@@ -124,14 +129,31 @@ class DataPlane:
                 self._running -= 1
                 self._idle.notify_all()
 
+    @property
+    def inflight(self) -> int:
+        """Requests held now, queued or running."""
+        return self._inflight
+
     async def detect(self, request: DetectionRequest) -> DetectionResult:
+        """Run one request. Call it on the service's event loop (the in-flight count is
+        kept there)."""
         if not self._ready:
             raise NotReady("the service is not ready")
         if request.model is Model.ECHO:
             return self.pipeline.echo(request)
-        loop = asyncio.get_running_loop()
-        enqueued = time.perf_counter_ns()
-        result = await loop.run_in_executor(self._executor, self._run, request, enqueued)
+        if self._inflight >= self.max_inflight:
+            raise Overloaded(
+                f"server busy: {self.max_inflight} requests already in flight; retry shortly"
+            )
+        self._inflight += 1
+        self.metrics.inflight.inc()
+        try:
+            loop = asyncio.get_running_loop()
+            enqueued = time.perf_counter_ns()
+            result = await loop.run_in_executor(self._executor, self._run, request, enqueued)
+        finally:
+            self._inflight -= 1
+            self.metrics.inflight.dec()
         self.metrics.observe_stages(request.protocol, result.timings)
         return result
 

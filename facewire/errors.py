@@ -59,3 +59,9 @@ class StorageError(FacewireError):
 
 class NotReady(FacewireError):
     """The service is starting or shutting down."""
+
+
+class Overloaded(FacewireError):
+    """More requests in flight than the service takes (``max_inflight``): retry shortly.
+    Refusing beats queueing without bound, which only turns overload into memory use
+    and into latency for everyone."""

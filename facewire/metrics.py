@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import fields
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from facewire.messages import Timings
@@ -40,6 +40,16 @@ class Metrics:
             "Pipeline time per stage for successful requests.",
             ["protocol", "stage"],
             buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.inflight = Gauge(
+            "facewire_requests_in_flight",
+            "Detection requests this process holds now, queued or running.",
+            registry=self.registry,
+        )
+        self.inflight_limit = Gauge(
+            "facewire_requests_in_flight_limit",
+            "The most it holds (FACEWIRE_MAX_INFLIGHT); beyond, requests are refused.",
             registry=self.registry,
         )
         # labels() finds its child under a lock on every call; these keep the children.

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         "needs), 'gray' (straight to grayscale) or 'reduced' (grayscale JPEG at 1/2, 1/4 "
         "or 1/8 scale: faster, but its boxes drift; see docs/performance.md).",
     )
+    max_inflight: PositiveInt = Field(
+        64,
+        description="Requests one service process holds at once, queued or running; "
+        "beyond it, 503 (REST) or RESOURCE_EXHAUSTED (gRPC) at once.",
+    )
     workers: PositiveInt = Field(1, description="REST worker processes (uvicorn workers).")
     keep_alive_s: PositiveFloat = Field(
         5.0, description="REST: seconds an idle keep-alive connection stays open."

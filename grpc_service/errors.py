@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import grpc
 
-from facewire.errors import FacewireError, LimitExceeded, NotFound, NotReady, StorageError
+from facewire.errors import (
+    FacewireError,
+    LimitExceeded,
+    NotFound,
+    NotReady,
+    Overloaded,
+    StorageError,
+)
 
 # Most specific first: the first isinstance match wins.
 _STATUS: tuple[tuple[type[FacewireError], grpc.StatusCode], ...] = (
@@ -12,6 +19,7 @@ _STATUS: tuple[tuple[type[FacewireError], grpc.StatusCode], ...] = (
     # Disk full or not writable: nothing the client can change; an operator must act.
     (StorageError, grpc.StatusCode.FAILED_PRECONDITION),
     (NotReady, grpc.StatusCode.UNAVAILABLE),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (FacewireError, grpc.StatusCode.INVALID_ARGUMENT),
 )

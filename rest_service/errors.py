@@ -7,7 +7,14 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from facewire.errors import FacewireError, LimitExceeded, NotFound, NotReady, StorageError
+from facewire.errors import (
+    FacewireError,
+    LimitExceeded,
+    NotFound,
+    NotReady,
+    Overloaded,
+    StorageError,
+)
 from rest_service.body import UndrainedUpload
 
 log = logging.getLogger("facewire.rest")
@@ -17,6 +24,7 @@ _STATUS: tuple[tuple[type[FacewireError], int], ...] = (
     (LimitExceeded, 413),
     (StorageError, 507),
     (NotReady, 503),
+    (Overloaded, 503),
     (NotFound, 404),
     (FacewireError, 400),
 )
@@ -27,8 +35,13 @@ def http_status(exc: FacewireError) -> int:
 
 
 def connection_headers(exc: FacewireError) -> dict[str, str] | None:
-    # An upload we stopped reading leaves bytes on the wire: the connection cannot be reused.
-    return {"Connection": "close"} if isinstance(exc, UndrainedUpload) else None
+    """Headers an error answer needs beyond its body."""
+    if isinstance(exc, UndrainedUpload):
+        # An upload we stopped reading leaves bytes on the wire: the connection is done.
+        return {"Connection": "close"}
+    if isinstance(exc, Overloaded):
+        return {"Retry-After": "1"}
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:

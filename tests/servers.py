@@ -47,9 +47,10 @@ def rest_ready(base_url: str) -> bool:
 
 
 @contextmanager
-def rest_server(settings: Settings) -> Iterator[str]:
-    """A REST service in a thread; yields its base URL."""
-    app = create_app(settings, DataPlane.from_settings(settings, "rest"))
+def rest_server(settings: Settings, dataplane: DataPlane | None = None) -> Iterator[str]:
+    """A REST service in a thread (on ``dataplane``, or one made from ``settings``);
+    yields its base URL."""
+    app = create_app(settings, dataplane or DataPlane.from_settings(settings, "rest"))
     server = DrainingServer(uvicorn_config(settings, app))
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -66,8 +67,9 @@ def rest_server(settings: Settings) -> Iterator[str]:
 
 
 @contextmanager
-def grpc_server(settings: Settings) -> Iterator[str]:
-    """A gRPC service on its own event loop in a thread; yields its target."""
+def grpc_server(settings: Settings, dataplane: DataPlane | None = None) -> Iterator[str]:
+    """A gRPC service on its own event loop in a thread (on ``dataplane``, or one made
+    from ``settings``); yields its target."""
     settings = settings.model_copy(update={"grpc_port": 0})  # never a fixed port in tests
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -78,7 +80,7 @@ def grpc_server(settings: Settings) -> Iterator[str]:
         return future.result(timeout=30)
 
     async def build() -> GrpcService:
-        service = create_server(settings, DataPlane.from_settings(settings, "grpc"))
+        service = create_server(settings, dataplane or DataPlane.from_settings(settings, "grpc"))
         await service.start()
         return service
 
