@@ -69,6 +69,9 @@ class DataPlane:
         problem = store.writable_problem()
         if problem:
             log.warning("saving will fail: %s (detection still works)", problem)
+        removed = store.remove_leftovers()
+        if removed:
+            log.warning("removed %d unfinished image(s) an earlier process left", len(removed))
         pipeline = Pipeline(settings, detector, store)
         return cls(
             pipeline,

@@ -33,6 +33,10 @@ class CorruptImage(InvalidInput):
     """The bytes look like a supported image but cannot be decoded completely."""
 
 
+class Forbidden(FacewireError):
+    """The server does not allow what was asked: saving, when it is turned off."""
+
+
 class NotFound(FacewireError):
     """What the request names does not exist here: an unknown model or model version."""
 

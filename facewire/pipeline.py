@@ -9,7 +9,7 @@ from typing import cast
 import cv2
 
 from facewire.detector import FaceDetector, Lend, Rect
-from facewire.errors import InvalidInput, PayloadTooLarge
+from facewire.errors import Forbidden, InvalidInput, PayloadTooLarge
 from facewire.imaging import BGRImage, GrayImage, decode_bgr, decode_gray, probe
 from facewire.messages import (
     DETECT_SIZE,
@@ -126,6 +126,8 @@ class Pipeline:
             raise InvalidInput("frame_id must not contain control characters")
         if request.save and request.model is Model.ECHO:
             raise InvalidInput("model 'echo' does not decode the image, so it cannot save it")
+        if request.save and not self.settings.save_enabled:
+            raise Forbidden("saving is turned off on this server")
         if request.save and self.store is None:
             raise InvalidInput("this service has no storage configured")
 

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         None, description="Cascade XML; default OpenCV's haarcascade_frontalface_default.xml."
     )
     save_jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of saved frames.")
+    save_enabled: bool = Field(
+        True, description="False: refuse every save (403 / PERMISSION_DENIED); nothing is written."
+    )
 
     threads: PositiveInt | None = Field(
         None, description="Pipeline threads per process; default: the number of CPUs."

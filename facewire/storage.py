@@ -102,6 +102,10 @@ def _remove_quietly(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+#: A temporary image this old was left by a dead process (writing one takes milliseconds).
+LEFTOVER_AGE_S = 60.0
+
+
 class FrameStore:
     """One storage folder: ``<utc>_<protocol>_<random>.jpg`` files and ``records.csv``."""
 
@@ -112,6 +116,21 @@ class FrameStore:
         with contextlib.suppress(OSError):  # reported by writable_problem(), per save by save()
             directory.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(directory / f".{CSV_NAME}.lock"))
+
+    def remove_leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> list[str]:
+        """Delete temporary image files a killed process left behind (a save writes
+        ``.<name>.tmp`` and renames it; kill -9 between the two leaves it). Only files
+        older than ``older_than_s`` go: another live process may be writing a new one.
+        Returns the names removed."""
+        removed = []
+        cutoff = time.time() - older_than_s
+        with contextlib.suppress(OSError):
+            for path in self.directory.glob(".*.jpg.tmp"):
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(path.name)
+        return removed
 
     def writable_problem(self) -> str | None:
         """Why saving would fail right now, or None: checked at start-up so that a

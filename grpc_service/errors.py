@@ -6,6 +6,7 @@ import grpc
 
 from facewire.errors import (
     FacewireError,
+    Forbidden,
     LimitExceeded,
     NotFound,
     NotReady,
@@ -21,6 +22,7 @@ _STATUS: tuple[tuple[type[FacewireError], grpc.StatusCode], ...] = (
     (NotReady, grpc.StatusCode.UNAVAILABLE),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
     (FacewireError, grpc.StatusCode.INVALID_ARGUMENT),
 )
 

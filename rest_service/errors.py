@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from facewire.errors import (
     FacewireError,
+    Forbidden,
     LimitExceeded,
     NotFound,
     NotReady,
@@ -26,6 +27,7 @@ _STATUS: tuple[tuple[type[FacewireError], int], ...] = (
     (NotReady, 503),
     (Overloaded, 503),
     (NotFound, 404),
+    (Forbidden, 403),
     (FacewireError, 400),
 )
 

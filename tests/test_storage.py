@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -173,3 +174,38 @@ def test_an_unusable_folder_is_reported_at_start_up_and_saves_fail_cleanly(
     with pytest.raises(StorageError, match="could not store the frame"):
         store.save(frame, Record("rest", DetectionResult("x", Model.HAAR)))
     assert FrameStore(tmp_path / "fine").writable_problem() is None
+
+
+def test_a_restart_removes_only_old_unfinished_images(tmp_path: Path, face: Fixture) -> None:
+    # What kill -9 between writing and renaming leaves, next to a write still going on.
+    dead = tmp_path / ".20260101T000000000000Z_rest_0badc0de.jpg.tmp"
+    live = tmp_path / ".20260101T000001000000Z_grpc_c0ffee00.jpg.tmp"
+    for path in (dead, live):
+        path.write_bytes(b"\xff\xd8 half a JPEG")
+    old = dead.stat().st_mtime - 3600
+    os.utime(dead, (old, old))
+    settings = Settings(storage_dir=tmp_path)
+    with rest_server(settings) as url:
+        reply = httpx.post(f"{url}/v1/detect", params={"save": "true"}, content=face.data)
+        assert reply.status_code == 200
+    assert not dead.exists()
+    assert live.exists()  # young: maybe another process's save in progress
+    saved = reply.json()["saved_image"]
+    with (tmp_path / "records.csv").open(newline="") as f:
+        assert [row["image"] for row in csv.DictReader(f)] == [saved]
+
+
+def test_saving_turned_off_refuses_saves_and_writes_nothing(tmp_path: Path, face: Fixture) -> None:
+    settings = Settings(storage_dir=tmp_path, save_enabled=False)
+    with rest_server(settings) as url, grpc_server(settings) as target:
+        refused = httpx.post(f"{url}/v1/detect", params={"save": "true"}, content=face.data)
+        assert refused.status_code == 403
+        assert refused.json()["detail"] == "saving is turned off on this server"
+        assert httpx.post(f"{url}/v1/detect", content=face.data).status_code == 200
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.FaceDetectionStub(channel)
+            with pytest.raises(grpc.RpcError) as denied:
+                stub.Detect(pb.DetectRequest(image=face.data, save=True))
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+            assert len(stub.Detect(pb.DetectRequest(image=face.data)).boxes) == 1
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
