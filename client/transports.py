@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from facewire.messages import FRAME_SIZE, Box, Crop, DetectionResult, Model, Size, Timings
 from facewire.oip.v2 import grpc_predict_v2_pb2 as oip_pb
-from facewire.settings import MiB
+from facewire.settings import MiB, Settings
 from facewire.v1 import face_detection_pb2 as pb
 from grpc_service.converters import result_to_core
 from rest_service.schemas import DetectResponse, to_core
@@ -87,7 +87,7 @@ class RestTransport:
 
     name: ProtocolName = "rest"
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -97,6 +97,8 @@ class RestTransport:
         self._path = url.path.rstrip("/") + "/v1/detect"
         self._timeout = timeout
         self._connection: http.client.HTTPConnection | None = None
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {"Content-Type": "image/jpeg", **self._auth}
 
     def _connect(self) -> http.client.HTTPConnection:
         connection = self._connection
@@ -122,7 +124,7 @@ class RestTransport:
         start = time.perf_counter_ns()
         try:
             connection = self._connect()
-            connection.request("POST", f"{self._path}?{query}", image, _REST_HEADERS)
+            connection.request("POST", f"{self._path}?{query}", image, self._headers)
             response = connection.getresponse()
             body = response.read()
         except TimeoutError:
@@ -149,9 +151,6 @@ class RestTransport:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-
-_REST_HEADERS = {"Content-Type": "image/jpeg"}
 
 
 def _detail(body: bytes, reason: str) -> str:
@@ -193,8 +192,9 @@ class _GrpcChannel:
     request and decoding the answer then run on our clock, as they do for REST.
     """
 
-    def __init__(self, target: str, timeout: float = 10.0) -> None:
+    def __init__(self, target: str, timeout: float = 10.0, token: str | None = None) -> None:
         self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._timeout = timeout
 
     @staticmethod
@@ -223,8 +223,8 @@ class GrpcTransport(_GrpcChannel):
 
     name: ProtocolName = "grpc"
 
-    def __init__(self, target: str, timeout: float = 10.0) -> None:
-        super().__init__(target, timeout)
+    def __init__(self, target: str, timeout: float = 10.0, token: str | None = None) -> None:
+        super().__init__(target, timeout, token)
         self._detect: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
             _DETECT
         )
@@ -233,7 +233,7 @@ class GrpcTransport(_GrpcChannel):
         start = time.perf_counter_ns()
         request = _request(image, model, save, frame_id)
         try:
-            raw = self._detect(request, timeout=self._timeout)
+            raw = self._detect(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise _grpc_error(error) from None
         received = time.perf_counter_ns()
@@ -288,8 +288,8 @@ class GrpcStreamTransport(_GrpcChannel):
 
     name: ProtocolName = "grpc-stream"
 
-    def __init__(self, target: str, timeout: float = 10.0) -> None:
-        super().__init__(target, timeout)
+    def __init__(self, target: str, timeout: float = 10.0, token: str | None = None) -> None:
+        super().__init__(target, timeout, token)
         self._stream: grpc.StreamStreamMultiCallable[bytes, bytes] = self._channel.stream_stream(
             _DETECT_STREAM
         )
@@ -307,7 +307,7 @@ class GrpcStreamTransport(_GrpcChannel):
                     assert isinstance(item, bytes)
                     yield item
 
-            call = self._stream(requests())
+            call = self._stream(requests(), metadata=self._metadata)
             self._outbox, self._replies, self._call = outbox, call, call
         return self._outbox, self._replies
 
@@ -362,7 +362,7 @@ class RestV2Transport(RestTransport):
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
         start = time.perf_counter_ns()
         header, body = _v2_rest_request(image, save, frame_id)
-        headers = {"Inference-Header-Content-Length": str(len(header))}
+        headers = {"Inference-Header-Content-Length": str(len(header)), **self._auth}
         path = f"{self._path.removesuffix('/v1/detect')}/v2/models/{_V2_MODELS[model]}/infer"
         try:
             connection = self._connect()
@@ -463,8 +463,8 @@ class GrpcV2Transport(_GrpcChannel):
 
     name: ProtocolName = "grpc-v2"
 
-    def __init__(self, target: str, timeout: float = 10.0) -> None:
-        super().__init__(target, timeout)
+    def __init__(self, target: str, timeout: float = 10.0, token: str | None = None) -> None:
+        super().__init__(target, timeout, token)
         self._infer: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
             "/inference.GRPCInferenceService/ModelInfer"
         )
@@ -479,7 +479,7 @@ class GrpcV2Transport(_GrpcChannel):
             message.raw_input_contents.append(b"\x01")
         request = message.SerializeToString()
         try:
-            raw = self._infer(request, timeout=self._timeout)
+            raw = self._infer(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise _grpc_error(error) from None
         received = time.perf_counter_ns()
@@ -501,13 +501,19 @@ class GrpcV2Transport(_GrpcChannel):
         return Reply(result, (end - start) / 1e6, len(request), len(raw), (end - received) / 1e6)
 
 
-def make_transport(protocol: ProtocolName, rest_url: str, grpc_target: str) -> Transport:
+def make_transport(
+    protocol: ProtocolName, rest_url: str, grpc_target: str, token: str | None = None
+) -> Transport:
+    """A transport; ``token`` defaults to FACEWIRE_AUTH_TOKEN, as the services read it."""
+    if token is None:
+        secret = Settings().auth_token
+        token = secret.get_secret_value() if secret is not None else None
     if protocol == "rest":
-        return RestTransport(rest_url)
+        return RestTransport(rest_url, token=token)
     if protocol == "rest-v2":
-        return RestV2Transport(rest_url)
+        return RestV2Transport(rest_url, token=token)
     if protocol == "grpc":
-        return GrpcTransport(grpc_target)
+        return GrpcTransport(grpc_target, token=token)
     if protocol == "grpc-v2":
-        return GrpcV2Transport(grpc_target)
-    return GrpcStreamTransport(grpc_target)
+        return GrpcV2Transport(grpc_target, token=token)
+    return GrpcStreamTransport(grpc_target, token=token)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     storage_dir: Path | None = Field(
         None, description="Where saved frames and records.csv go; default storage/<protocol>."
+    )
+
+    auth_token: SecretStr | None = Field(
+        None,
+        description="Shared token: every request but the health checks must send "
+        "'Authorization: Bearer <token>' (REST) or 'authorization' metadata (gRPC).",
     )
 
     max_upload_bytes: PositiveInt = Field(8 * MiB, description="Largest accepted image upload.")

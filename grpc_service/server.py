@@ -17,6 +17,7 @@ from facewire.dataplane import DataPlane
 from facewire.settings import Settings, url_host
 from facewire.v1 import face_detection_pb2 as pb
 from grpc_service import oip
+from grpc_service.auth import BearerAuthInterceptor
 from grpc_service.converters import parse_request
 from grpc_service.servicer import FaceDetectionServicer
 
@@ -71,12 +72,16 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
     # Read oversized frames too (up to the shared read limit) so the core can answer them
     # with a clean error and DetectStream goes on; beyond it grpc refuses the message.
     max_message = settings.read_limit_bytes
+    interceptors = []
+    if settings.auth_token is not None:
+        interceptors.append(BearerAuthInterceptor(settings.auth_token.get_secret_value()))
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),
             ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared silently
-        ]
+        ],
     )
     _register(FaceDetectionServicer(dataplane), server)
     oip.register(oip.InferenceServicer(dataplane), server)

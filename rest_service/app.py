@@ -18,6 +18,7 @@ from facewire.errors import FacewireError, InvalidInput
 from facewire.messages import DetectionRequest, Model
 from facewire.metrics import CONTENT_TYPE
 from facewire.settings import Settings
+from rest_service.auth import BearerAuth
 from rest_service.body import read_image
 from rest_service.errors import install_error_handlers
 from rest_service.oip import create_router
@@ -108,6 +109,8 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    if settings.auth_token is not None:
+        app.add_middleware(BearerAuth, token=settings.auth_token.get_secret_value())
 
     @app.post(
         "/v1/detect",

@@ -1,0 +1,41 @@
+"""Shared-token authentication for the REST service (``FACEWIRE_AUTH_TOKEN``).
+
+A plain ASGI middleware: every request but the health checks must carry
+``Authorization: Bearer <token>``, or it gets 401 before any route or body is touched.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+#: Liveness and readiness stay open, so that orchestrators can probe without the token.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
+MESSAGE = "missing or wrong token: send Authorization: Bearer <FACEWIRE_AUTH_TOKEN>"
+
+
+class BearerAuth:
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        # The protocol's own error form on /v2, facewire's elsewhere.
+        key = "error" if scope["path"].startswith("/v2") else "detail"
+        body = json.dumps({key: MESSAGE}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b"Bearer"),
+        ]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
