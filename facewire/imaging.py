@@ -69,6 +69,8 @@ def probe(data: bytes, max_pixels: int) -> tuple[str, Size]:
         )
     if fmt == "JPEG":
         _check_jpeg_structure(data)
+    elif fmt == "PNG":
+        _check_png_structure(data)
     return fmt, Size(width, height)
 
 
@@ -149,6 +151,22 @@ _REDUCED_GRAY = {
     4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
     8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
 }
+
+
+def _check_png_structure(data: bytes) -> None:
+    """Walk the PNG's chunks to IEND, refusing any whose declared length runs past the
+    data. OpenCV's decoder allocates what a chunk header declares before reading it, so
+    a 45-byte file claiming a 4 GB IDAT would cost 4 GB (found by fuzzing)."""
+    pos = 8  # after the signature
+    while True:
+        if pos + 8 > len(data):
+            raise CorruptImage("corrupt PNG image: it is truncated (no IEND chunk)")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if pos + 12 + length > len(data):
+            raise CorruptImage("corrupt PNG image: a chunk runs past the end of the data")
+        if kind == b"IEND":
+            return
+        pos += 12 + length
 
 
 def decode_bgr(data: bytes, fmt: str, expected: Size) -> BGRImage:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from facewire import inference
@@ -33,30 +32,66 @@ from rest_service.errors import connection_headers, http_status
 log = logging.getLogger("facewire.rest")
 
 HEADER_LENGTH = "inference-header-content-length"
+# Documented examples (not constraints: an unknown model must be the protocol's 404).
+ModelName = Annotated[str, Path(examples=list(inference.MODELS))]
+ModelVersion = Annotated[str, Path(examples=[inference.MODEL_VERSION])]
 PROTOCOL = "rest-v2"
 #: JSON around a base64 image: the body may be this much larger than the image limit.
 BASE64_ALLOWANCE = 4 / 3
+
+
+_TENSOR: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string", "examples": ["IMAGE"]},
+        "datatype": {"type": "string", "examples": ["BYTES"]},
+        "shape": {"type": "array", "items": {"type": "integer"}, "examples": [[1]]},
+        "data": {"type": "array", "description": "BYTES elements as base64 strings"},
+        "parameters": {"type": "object", "description": "binary_data_size for binary data"},
+    },
+}
+#: The JSON inference request, documented (the endpoint reads the body itself, binary
+#: tensor data included, which a JSON schema cannot describe).
+_INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "inputs": {"type": "array", "items": _TENSOR},
+                        "outputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "parameters": {"type": "object"},
+                                },
+                            },
+                        },
+                        "parameters": {"type": "object"},
+                    },
+                }
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "JSON header then binary tensor data "
+                "(Inference-Header-Content-Length gives the JSON's length)",
+            },
+        },
+    }
+}
 
 
 def error_response(exc: FacewireError) -> JSONResponse:
     """The protocol's error form, with the status the REST service uses for ``exc``."""
     status, headers = http_status(exc), connection_headers(exc)
     return JSONResponse({"error": exc.message}, status_code=status, headers=headers)
-
-
-def _answers_errors(
-    endpoint: Callable[..., Awaitable[Response]],
-) -> Callable[..., Awaitable[Response]]:
-    """The endpoint with FacewireError answered in the protocol's own error form."""
-
-    @functools.wraps(endpoint)  # FastAPI reads the wrapped signature for parameters
-    async def wrapped(*args: Any, **kwargs: Any) -> Response:
-        try:
-            return await endpoint(*args, **kwargs)
-        except FacewireError as exc:
-            return error_response(exc)
-
-    return wrapped
 
 
 def create_router(settings: Settings, dataplane: DataPlane) -> APIRouter:
@@ -74,19 +109,19 @@ def create_router(settings: Settings, dataplane: DataPlane) -> APIRouter:
     async def ready() -> Response:
         return Response(status_code=200 if dataplane.ready else 503)
 
-    async def model_ready(name: str, version: str = "") -> Response:
+    async def model_ready(request: Request, name: str, version: str) -> Response:
         inference.find_model(name, version)
         return Response(status_code=200 if dataplane.ready else 503)
 
-    async def model_metadata(name: str, version: str = "") -> Response:
+    async def model_metadata(request: Request, name: str, version: str) -> Response:
         inference.find_model(name, version)
         return JSONResponse(inference.model_metadata(name))
 
-    async def model_config(name: str, version: str = "") -> Response:
+    async def model_config(request: Request, name: str, version: str) -> Response:
         inference.find_model(name, version)
         return JSONResponse(inference.model_config(name))
 
-    async def infer(request: Request, name: str, version: str = "") -> Response:
+    async def infer(request: Request, name: str, version: str) -> Response:
         start = time.perf_counter_ns()
         label = inference.MODELS[name].value if name in inference.MODELS else "invalid"
         try:
@@ -107,22 +142,53 @@ def create_router(settings: Settings, dataplane: DataPlane) -> APIRouter:
         wants_binary = {o["name"]: o.get("binary", binary_default) for o in outputs}
         return _answer(name, header.get("id"), tensors, wants_binary, binary_default, result)
 
-    routes: list[tuple[str, Callable[..., Awaitable[Response]], str, str]] = [
+    routes: list[tuple[str, Endpoint, str, str]] = [
         ("/ready", model_ready, "GET", "A model is ready"),
         ("", model_metadata, "GET", "Model metadata"),
         ("/config", model_config, "GET", "Model configuration (Triton's form, for perf_analyzer)"),
         ("/infer", infer, "POST", "Run one inference"),
     ]
     for suffix, endpoint, method, summary in routes:
-        for base in ("/models/{name}", "/models/{name}/versions/{version}"):
+        for path, route in zip(
+            ("/models/{name}", "/models/{name}/versions/{version}"),
+            _both_forms(endpoint),
+            strict=True,
+        ):
             router.add_api_route(
-                base + suffix,
-                _answers_errors(endpoint),
+                path + suffix,
+                route,
                 methods=[method],
                 summary=summary,
                 response_class=Response,
+                openapi_extra=_INFER_BODY if suffix == "/infer" else None,
             )
     return router
+
+
+Endpoint = Callable[[Request, str, str], Awaitable[Response]]
+Route = Callable[..., Awaitable[Response]]
+
+
+def _both_forms(endpoint: Endpoint) -> tuple[Route, Route]:
+    """The endpoint as FastAPI routes without and with a version in the path, each
+    answering FacewireError in the protocol's own error form."""
+
+    async def unversioned(request: Request, name: ModelName) -> Response:
+        return await _answering(endpoint(request, name, ""))
+
+    async def versioned(request: Request, name: ModelName, version: ModelVersion) -> Response:
+        return await _answering(endpoint(request, name, version))
+
+    unversioned.__name__ = f"{endpoint.__name__}_latest"
+    versioned.__name__ = f"{endpoint.__name__}_version"
+    return unversioned, versioned
+
+
+async def _answering(pending: Awaitable[Response]) -> Response:
+    try:
+        return await pending
+    except FacewireError as exc:
+        return error_response(exc)
 
 
 def _split(body: bytes, declared: str | None) -> tuple[dict[str, Any], bytes]:

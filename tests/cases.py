@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -15,6 +16,9 @@ from tests import images
 
 FACE = (Path(__file__).parent / "fixtures" / "face_1280x720.jpg").read_bytes()
 LIMIT = Settings().max_upload_bytes
+
+
+PNG_CHUNK_BOMB = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAEAAAAAkCAIAAAC2bqvF//YM0ElEQVQ=")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ def bad_cases() -> tuple[BadCase, ...]:
         BadCase("webp-bomb", images.webp_with_header_size(16_000, 16_000), "too_large", "pixels"),
         BadCase("bmp-bomb", images.bmp_with_header_size(20_000, 20_000), "too_large", "pixels"),
         BadCase("jpeg-scan-bomb", images.jpeg_scan_bomb(500), "too_large", "too complex"),
+        # Found by fuzz/fuzz_decode.py: 45 bytes whose IDAT claims 4 GB made OpenCV
+        # allocate it all before reading.
+        BadCase("png-chunk-length-bomb", PNG_CHUNK_BOMB, "invalid", "runs past the end"),
     )
 
 

@@ -76,3 +76,19 @@ def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACEWIRE_SCALE_FACTOR", "1.0")  # would never terminate the scan
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_make_fuzz_runs_briefly_without_a_crash(tmp_path: Path) -> None:
+    """`make fuzz` in small: atheris drives the decode path; any exception other than a
+    FacewireError, or an out-of-memory, fails the run."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / "fuzz_decode.py"), "-runs=20000",
+         f"-artifact_prefix={tmp_path}/"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Done 20000 runs" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no crashing input was written
