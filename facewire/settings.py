@@ -76,6 +76,9 @@ class Settings(BaseSettings):
         description="Requests one service process holds at once, queued or running; "
         "beyond it, 503 (REST) or RESOURCE_EXHAUSTED (gRPC) at once.",
     )
+    max_streams: PositiveInt = Field(
+        64, description="gRPC: streams open at once; beyond it, RESOURCE_EXHAUSTED."
+    )
     workers: PositiveInt = Field(1, description="REST worker processes (uvicorn workers).")
     keep_alive_s: PositiveFloat = Field(
         5.0, description="REST: seconds an idle keep-alive connection stays open."

@@ -23,6 +23,7 @@ from facewire.inference import InputTensor
 from facewire.messages import DetectionResult
 from facewire.oip.v2 import grpc_predict_v2_pb2 as pb
 from grpc_service.errors import grpc_status
+from grpc_service.streams import StreamSlots
 
 log = logging.getLogger("facewire.grpc")
 
@@ -77,8 +78,9 @@ def result_to_response(
 class InferenceServicer:
     """The service's methods; ``register`` wires them with lenient deserializers."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, streams: StreamSlots | None = None) -> None:
         self.dataplane = dataplane
+        self.streams = streams or StreamSlots(64)
 
     async def ServerLive(self, request: object, context: Context) -> pb.ServerLiveResponse:  # noqa: N802
         return pb.ServerLiveResponse(live=True)
@@ -164,13 +166,14 @@ class InferenceServicer:
     async def ModelStreamInfer(  # noqa: N802
         self, requests: AsyncIterator[object], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        async for request in requests:  # one at a time: answers in request order
-            try:
-                response = await self._infer(request, PROTOCOL + "-stream")
-            except FacewireError as exc:
-                yield pb.ModelStreamInferResponse(error_message=exc.message)
-            else:
-                yield pb.ModelStreamInferResponse(infer_response=response)
+        async with self.streams.slot(context):
+            async for request in requests:  # one at a time: answers in request order
+                try:
+                    response = await self._infer(request, PROTOCOL + "-stream")
+                except FacewireError as exc:
+                    yield pb.ModelStreamInferResponse(error_message=exc.message)
+                else:
+                    yield pb.ModelStreamInferResponse(infer_response=response)
 
 
 async def _checked(request: object, kind: type[Any], context: Context) -> Any:

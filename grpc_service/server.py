@@ -20,6 +20,7 @@ from grpc_service import oip
 from grpc_service.auth import BearerAuthInterceptor
 from grpc_service.converters import parse_request
 from grpc_service.servicer import FaceDetectionServicer
+from grpc_service.streams import StreamSlots
 
 log = logging.getLogger("facewire.grpc")
 
@@ -83,8 +84,9 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
             ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared silently
         ],
     )
-    _register(FaceDetectionServicer(dataplane), server)
-    oip.register(oip.InferenceServicer(dataplane), server)
+    streams = StreamSlots(settings.max_streams)  # shared by both stream methods
+    _register(FaceDetectionServicer(dataplane, streams), server)
+    oip.register(oip.InferenceServicer(dataplane, streams), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -21,6 +21,7 @@ from grpc_service.converters import (
     result_to_pb,
 )
 from grpc_service.errors import grpc_status
+from grpc_service.streams import StreamSlots
 
 log = logging.getLogger("facewire.grpc")
 
@@ -37,8 +38,9 @@ def _label(message: Incoming) -> str:
 
 
 class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, streams: StreamSlots | None = None) -> None:
         self.dataplane = dataplane
+        self.streams = streams or StreamSlots(64)
 
     async def _detect(self, message: Incoming, protocol: str) -> DetectionResult:
         """The one place gRPC requests are run and counted."""
@@ -74,15 +76,16 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         request_iterator: AsyncIterator[Incoming],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.DetectResponse]:
-        # One frame at a time, so responses come back in request order.
-        async for request in request_iterator:
-            try:
-                result = await self._detect(request, "grpc-stream")
-            except FacewireError as exc:
-                log.debug("DetectStream frame -> %s %s", grpc_status(exc).name, exc.message)
-                if isinstance(request, MalformedRequest):
-                    yield error_to_pb("", "", "grpc-stream", exc)
+        async with self.streams.slot(context):
+            # One frame at a time, so responses come back in request order.
+            async for request in request_iterator:
+                try:
+                    result = await self._detect(request, "grpc-stream")
+                except FacewireError as exc:
+                    log.debug("DetectStream frame -> %s %s", grpc_status(exc).name, exc.message)
+                    if isinstance(request, MalformedRequest):
+                        yield error_to_pb("", "", "grpc-stream", exc)
+                    else:
+                        yield error_to_pb(request.frame_id, request.model, "grpc-stream", exc)
                 else:
-                    yield error_to_pb(request.frame_id, request.model, "grpc-stream", exc)
-            else:
-                yield result_to_pb(result, "grpc-stream")
+                    yield result_to_pb(result, "grpc-stream")

@@ -4,6 +4,8 @@ and the count are in /metrics, and the held requests still finish."""
 
 from __future__ import annotations
 
+import queue
+import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -14,6 +16,8 @@ import httpx
 import pytest
 
 from facewire.dataplane import DataPlane
+from facewire.oip.v2 import grpc_predict_v2_pb2 as oip_pb
+from facewire.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from facewire.settings import Settings
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
@@ -84,3 +88,37 @@ def test_grpc_refuses_beyond_the_cap(face: Fixture) -> None:
             release.set()
             assert len(first.result(60).boxes) == 1
         assert len(stub.Detect(pb.DetectRequest(image=face.data), timeout=60).boxes) == 1
+
+
+def test_grpc_caps_open_streams_across_both_stream_methods(face: Fixture) -> None:
+    settings = Settings(threads=1, max_streams=2)
+    with grpc_server(settings) as target, grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.FaceDetectionStub(channel)
+        oip = oip_grpc.GRPCInferenceServiceStub(channel)
+        held: list[tuple[queue.SimpleQueue[object], Iterator[object]]] = []
+        for _ in range(2):  # fill both slots, each stream proven open by one answer
+            outbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+            replies = stub.DetectStream(iter(outbox.get, None))
+            outbox.put(pb.DetectRequest(image=face.data, model="echo"))
+            next(replies)
+            held.append((outbox, replies))
+        infer = oip_pb.ModelInferRequest(model_name="echo")
+        infer.inputs.add(name="IMAGE", datatype="BYTES", shape=[1])
+        infer.raw_input_contents.append(struct.pack("<I", 4) + b"\xff\xd8\xff\xe0")
+        for extra in (
+            lambda: list(stub.DetectStream(iter([pb.DetectRequest(image=face.data)]))),
+            lambda: list(oip.ModelStreamInfer(iter([infer]))),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                extra()
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+            assert "2 streams already open" in refused.value.details()  # type: ignore[attr-defined]
+        assert len(stub.Detect(pb.DetectRequest(image=face.data)).boxes) == 1  # unary still served
+        outbox, replies = held.pop()
+        outbox.put(None)  # close one stream: its slot frees
+        assert list(replies) == []
+        answers = list(oip.ModelStreamInfer(iter([infer])))
+        assert answers[0].infer_response.model_name == "echo"
+        for outbox, replies in held:
+            outbox.put(None)
+            list(replies)
