@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from facewire.errors import InvalidInput
 
@@ -13,7 +13,7 @@ FRAME_SIZE = 720
 DETECT_SIZE = 300
 
 
-class Model(str, Enum):
+class Model(StrEnum):
     """What the pipeline runs for one request."""
 
     HAAR = "haar"  # decode, preprocess, detect (the whole pipeline)

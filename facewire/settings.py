@@ -80,6 +80,15 @@ class Settings(BaseSettings):
         64, description="gRPC: streams open at once; beyond it, RESOURCE_EXHAUSTED."
     )
     workers: PositiveInt = Field(1, description="REST worker processes (uvicorn workers).")
+    max_header_bytes: PositiveInt = Field(
+        64 * 1024, description="REST: request line and headers at most this long (else 431)."
+    )
+    header_timeout_s: PositiveFloat = Field(
+        10.0, description="REST: seconds a request's headers may take to arrive (else 408)."
+    )
+    body_timeout_s: PositiveFloat = Field(
+        30.0, description="REST: seconds a request's body may take to arrive (else 408)."
+    )
     keep_alive_s: PositiveFloat = Field(
         5.0, description="REST: seconds an idle keep-alive connection stays open."
     )

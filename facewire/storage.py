@@ -17,7 +17,7 @@ import os
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -145,7 +145,7 @@ class FrameStore:
 
     def save(self, frame: BGRImage, record: Record) -> str:
         """Store ``frame`` and its row; returns the image's file name."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         name = f"{now:%Y%m%dT%H%M%S%fZ}_{record.protocol}_{secrets.token_hex(4)}.jpg"
         start = time.perf_counter_ns()
         path = self._write_image(name, frame)

@@ -7,13 +7,14 @@ that the connection can serve the next request; beyond that bound it is closed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from facewire.errors import InvalidInput, PayloadTooLarge
+from facewire.errors import FacewireError, InvalidInput, PayloadTooLarge
 from facewire.imaging import sniff_format
 from facewire.settings import Settings
 
@@ -23,6 +24,15 @@ MULTIPART_OVERHEAD = 64 * 1024
 
 class UndrainedUpload(PayloadTooLarge):
     """Too large to even read and discard: answered with ``Connection: close``."""
+
+
+class SlowUpload(FacewireError):
+    """The body did not arrive within ``body_timeout_s``: 408, and the connection closes
+    (the rest of the body is never read)."""
+
+
+class ClientGone(FacewireError):
+    """The client closed the connection mid-upload; nobody is left to answer."""
 
 
 async def read_image(request: Request, settings: Settings) -> bytes:
@@ -47,12 +57,18 @@ async def read_body(request: Request, cap: int, settings: Settings) -> bytes:
         raise UndrainedUpload(_too_large(int(declared), limit))
     body = bytearray()
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > read_limit:
-            raise UndrainedUpload(_too_large(received, limit))
-        if received <= cap:
-            body += chunk
+    try:
+        async with asyncio.timeout(settings.body_timeout_s):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > read_limit:
+                    raise UndrainedUpload(_too_large(received, limit))
+                if received <= cap:
+                    body += chunk
+    except TimeoutError:
+        raise SlowUpload(f"request body not complete in {settings.body_timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise ClientGone("the client closed the connection mid-upload") from None
     if received > cap:
         raise PayloadTooLarge(_too_large(received, limit))
     return bytes(body)

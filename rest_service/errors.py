@@ -16,13 +16,14 @@ from facewire.errors import (
     Overloaded,
     StorageError,
 )
-from rest_service.body import UndrainedUpload
+from rest_service.body import SlowUpload, UndrainedUpload
 
 log = logging.getLogger("facewire.rest")
 
 # Most specific first: the first isinstance match wins.
 _STATUS: tuple[tuple[type[FacewireError], int], ...] = (
     (LimitExceeded, 413),
+    (SlowUpload, 408),
     (StorageError, 507),
     (NotReady, 503),
     (Overloaded, 503),
@@ -38,7 +39,7 @@ def http_status(exc: FacewireError) -> int:
 
 def connection_headers(exc: FacewireError) -> dict[str, str] | None:
     """Headers an error answer needs beyond its body."""
-    if isinstance(exc, UndrainedUpload):
+    if isinstance(exc, (UndrainedUpload, SlowUpload)):
         # An upload we stopped reading leaves bytes on the wire: the connection is done.
         return {"Connection": "close"}
     if isinstance(exc, Overloaded):

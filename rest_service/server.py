@@ -17,6 +17,7 @@ from facewire import logs
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings, url_host
 from rest_service.app import create_app
+from rest_service.protocol import guarded_protocol
 
 log = logging.getLogger("facewire.rest")
 
@@ -55,6 +56,7 @@ def uvicorn_config(settings: Settings, app: str | ASGIApp) -> uvicorn.Config:
         access_log=False,  # one debug line per request comes from the app instead
         timeout_graceful_shutdown=int(settings.grace_period_s + 0.999),
         timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]  # floats work
+        http=guarded_protocol(settings),
         server_header=False,
     )
 

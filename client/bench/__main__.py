@@ -15,7 +15,7 @@ import logging
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     except SourceError as error:
         console.print(f"[red]facewire bench: {error}[/red]")
         return 2
-    out = args.out or Path("bench-results") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or Path("bench-results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     floors = {}
     if args.inprocess:
         for model in (m for m in config.models if m != "echo"):  # echo has no pipeline work
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             return 1
     result = {
         "facewire_bench": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.time() - started, 1),
         "command": "python -m client.bench " + shlex.join(sys.argv[1:]),
         "config": config_dict(config),

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -562,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         plan.rounds = args.rounds
     if args.p7_requests:
         plan.p7_requests = args.p7_requests
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out: Path = args.out or Path("perf-results") / stamp
     out.mkdir(parents=True, exist_ok=True)
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     table_rows = rows(results)
     document = {
         "facewire_perf": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.time() - started, 1),
         "plan": plan.__dict__,
         "machine": machine.describe(),
