@@ -6,19 +6,37 @@ trickling a request line, or make the server buffer megabytes of headers.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-
-from facewire.settings import Settings
 
 
 class _HeadersTooLarge(Exception):
     """Raised from a parser callback: httptools stops, and uvicorn answers and closes."""
 
 
+class GuardedConfig(uvicorn.Config):
+    """uvicorn's configuration plus the two limits (a module-level class, so that the
+    worker processes of FACEWIRE_WORKERS > 1 can unpickle it)."""
+
+    def __init__(
+        self, app: Any, *, max_header_bytes: int, header_timeout_s: float, **kwargs: Any
+    ) -> None:
+        super().__init__(app, http=GuardedHttpToolsProtocol, **kwargs)
+        self.max_header_bytes = max_header_bytes
+        self.header_timeout_s = header_timeout_s
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 64 * 1024
     header_timeout_s = 10.0
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        if isinstance(config, GuardedConfig):
+            self.max_header_bytes = config.max_header_bytes
+            self.header_timeout_s = config.header_timeout_s
 
     _header_bytes = 0
     _too_large = False
@@ -81,15 +99,3 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.write(head + body)
         self.transport.close()
-
-
-def guarded_protocol(settings: Settings) -> type[GuardedHttpToolsProtocol]:
-    """The protocol class with this service's limits."""
-    return type(
-        "FacewireHttpToolsProtocol",
-        (GuardedHttpToolsProtocol,),
-        {
-            "max_header_bytes": settings.max_header_bytes,
-            "header_timeout_s": settings.header_timeout_s,
-        },
-    )

@@ -17,7 +17,7 @@ from facewire import logs
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings, url_host
 from rest_service.app import create_app
-from rest_service.protocol import guarded_protocol
+from rest_service.protocol import GuardedConfig
 
 log = logging.getLogger("facewire.rest")
 
@@ -48,15 +48,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def uvicorn_config(settings: Settings, app: str | ASGIApp) -> uvicorn.Config:
     """The one uvicorn configuration: the service, its tests and the bare server of P4."""
-    return uvicorn.Config(
+    return GuardedConfig(
         app,
         factory=isinstance(app, str),
         workers=settings.workers,
         log_config=None,  # ours, from facewire.logs
         access_log=False,  # one debug line per request comes from the app instead
         timeout_graceful_shutdown=int(settings.grace_period_s + 0.999),
-        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]  # floats work
-        http=guarded_protocol(settings),
+        timeout_keep_alive=settings.keep_alive_s,  # a float works, whatever the stubs say
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_s=settings.header_timeout_s,
         server_header=False,
     )
 
