@@ -6,6 +6,7 @@ dies, the other is stopped too, so that a half-running lab is never left behind.
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import subprocess
 import sys
@@ -15,9 +16,19 @@ from types import FrameType
 SERVICES = ("rest_service", "grpc_service")
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM (a clean drain) when this process dies, even
+    by SIGKILL, so that no service is ever left running without its supervisor."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def main() -> int:
-    # Fixed argv: our own interpreter and module names, no user input.
-    children = [subprocess.Popen([sys.executable, "-m", name]) for name in SERVICES]  # noqa: S603
+    children: list[subprocess.Popen[bytes]] = []
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -27,8 +38,16 @@ def main() -> int:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
+    # Handlers first: a SIGTERM during start-up must reach the children started so far.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    for name in SERVICES:
+        # Fixed argv: our own interpreter and module names, no user input.
+        children.append(
+            subprocess.Popen([sys.executable, "-m", name], preexec_fn=_die_with_parent)  # noqa: S603
+        )
+        if stopping:
+            stop(signal.SIGTERM, None)
     while all(child.poll() is None for child in children):
         time.sleep(0.2)  # polling a child's exit; signals interrupt it at once
     if not stopping:

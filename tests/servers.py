@@ -168,7 +168,9 @@ class ServiceProcess:
 
     def _close(self) -> None:
         self._reader.join(timeout=5)
-        if self.process.stdout is not None:
+        # A reader still blocked means a grandchild holds the pipe open; closing it now
+        # would wait for that read forever. The daemon reader ends with the pipe.
+        if self.process.stdout is not None and not self._reader.is_alive():
             self.process.stdout.close()
 
     def __enter__(self) -> ServiceProcess:
@@ -176,6 +178,10 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+            self.process.terminate()  # let facewire.serve stop its own children first
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
         self._close()

@@ -147,6 +147,25 @@ def test_serve_stops_the_other_service_when_one_dies(tmp_path: Path) -> None:
     assert "exited with -9" in both.output
 
 
+def test_serve_killed_outright_takes_its_services_with_it(tmp_path: Path) -> None:
+    with ServiceProcess("facewire.serve", service_env(tmp_path)) as both:
+        both.both_addresses()
+        children = Path(f"/proc/{both.process.pid}/task/{both.process.pid}/children")
+        pids = [int(p) for p in children.read_text().split()]
+        assert len(pids) == 2
+        both.process.kill()  # SIGKILL: no chance to forward anything
+        both.process.wait(30)
+
+        def gone(pid: int) -> bool:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                return True
+            return "State:\tZ" in status  # exited, waiting to be reaped by init
+
+        wait_for(lambda: all(gone(pid) for pid in pids), timeout=30, what="the orphans to stop")
+
+
 def test_python_dash_m_entry_points_exist() -> None:
     for module in ("rest_service", "grpc_service", "facewire.serve", "grpc_service.healthcheck"):
         spec = subprocess.run(

@@ -70,6 +70,15 @@ def test_settings_come_from_facewire_environment(monkeypatch: pytest.MonkeyPatch
     assert settings.storage_dir_for("grpc") == Path("storage/grpc")
 
 
+def test_services_listen_on_loopback_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FACEWIRE_HOST", raising=False)
+    assert Settings().host == "127.0.0.1"
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert compose.count("FACEWIRE_HOST: 0.0.0.0") == 2  # only inside the containers
+
+
 def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 

@@ -209,3 +209,24 @@ def test_saving_turned_off_refuses_saves_and_writes_nothing(tmp_path: Path, face
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
             assert len(stub.Detect(pb.DetectRequest(image=face.data)).boxes) == 1
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_no_client_string_becomes_part_of_a_path(tmp_path: Path, face: Fixture) -> None:
+    hostile = "../../../../tmp/owned"
+    settings = Settings(storage_dir=tmp_path / "store")
+    with rest_server(settings) as url:
+        reply = httpx.post(
+            f"{url}/v1/detect",
+            params={"save": "true", "frame_id": hostile},
+            headers={"X-Frame-Id": "/etc/passwd"},
+            content=face.data,
+        ).json()
+    saved = reply["saved_image"]
+    assert "/" not in saved
+    assert ".." not in saved
+    assert (tmp_path / "store" / saved).is_file()
+    assert sorted(
+        p.name for p in (tmp_path / "store").iterdir() if not p.name.startswith(".")
+    ) == sorted([saved, "records.csv"])
+    assert not Path("/tmp/owned").exists()
+    assert reply["frame_id"] == hostile  # kept as data, in the answer and the CSV only
