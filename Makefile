@@ -32,7 +32,7 @@ run: setup ## The main job: both services + the GUI (or, with no display, a head
 bench: setup ## The benchmark: start the services, run the sweep, write a report (ARGS="...")
 	$(BIN)/python -m client.bench --start-services --inprocess $(ARGS)
 
-perf: setup ## The performance targets P1-P8 as in-run ratios, a few minutes (ARGS="--quick")
+perf: setup ## The performance targets P1-P8 as in-run ratios, about 4 minutes (ARGS="--quick")
 	$(BIN)/python -m client.bench.perf $(ARGS)
 
 fuzz: setup ## Coverage-guided fuzzing of the decode path with atheris (ARGS="-max_total_time=600")
@@ -64,7 +64,7 @@ format: setup ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-proto: setup ## Regenerate facewire/v1 from proto/ (committed; a test checks freshness)
+proto: setup ## Regenerate facewire/v1 and facewire/oip/v2 from proto/ (committed; a test checks freshness)
 	$(BIN)/python scripts/gen_proto.py
 
 screenshot: setup ## Refresh docs/img/gui-both.png from the Xvfb GUI test's own run
