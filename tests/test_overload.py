@@ -122,3 +122,22 @@ def test_grpc_caps_open_streams_across_both_stream_methods(face: Fixture) -> Non
         for outbox, replies in held:
             outbox.put(None)
             list(replies)
+
+
+def test_a_stream_cancelled_mid_flight_frees_its_request_and_slot(face: Fixture) -> None:
+    settings = Settings(threads=1, max_inflight=1, max_streams=1)
+    plane = DataPlane.from_settings(settings, "grpc")
+    with grpc_server(settings, plane) as target, grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.FaceDetectionStub(channel)
+        with held_pipeline(plane) as release:
+            outbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+            call = stub.DetectStream(iter(outbox.get, None))
+            outbox.put(pb.DetectRequest(image=face.data))
+            wait_for(lambda: plane.inflight == 1, what="the frame to be held")
+            call.cancel()  # the client gives up mid-flight
+            wait_for(lambda: plane.inflight == 0, what="the cancelled frame to be let go")
+            release.set()
+        # Its stream slot and its in-flight slot are both free again.
+        answers = list(stub.DetectStream(iter([pb.DetectRequest(image=face.data)])))
+        assert len(answers[0].boxes) == 1
+        assert len(stub.Detect(pb.DetectRequest(image=face.data)).boxes) == 1
