@@ -122,20 +122,8 @@ class RestTransport:
             {"model": model, "save": "true" if save else "false", "frame_id": frame_id}
         )
         start = time.perf_counter_ns()
-        try:
-            connection = self._connect()
-            connection.request("POST", f"{self._path}?{query}", image, self._headers)
-            response = connection.getresponse()
-            body = response.read()
-        except TimeoutError:
-            self.close()
-            raise TransportError("timeout", "no answer in time") from None
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise TransportError("unreachable", _first_line(exc) or type(exc).__name__) from None
+        response, body = self._post(f"{self._path}?{query}", image, self._headers)
         received = time.perf_counter_ns()
-        if response.will_close:
-            self.close()
         if response.status != 200:
             raise TransportError(
                 "rejected", f"HTTP {response.status}: {_detail(body, response.reason)}"
@@ -146,6 +134,26 @@ class RestTransport:
             raise TransportError("protocol", "the reply is not a facewire answer") from None
         end = time.perf_counter_ns()
         return Reply(result, (end - start) / 1e6, len(image), len(body), (end - received) / 1e6)
+
+    def _post(
+        self, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request on the kept-alive connection; the connection is dropped on any
+        failure and when the server says it will close it."""
+        try:
+            connection = self._connect()
+            connection.request("POST", path, body, headers)
+            response = connection.getresponse()
+            answer = response.read()
+        except TimeoutError:
+            self.close()
+            raise TransportError("timeout", "no answer in time") from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise TransportError("unreachable", _first_line(exc) or type(exc).__name__) from None
+        if response.will_close:
+            self.close()
+        return response, answer
 
     def close(self) -> None:
         if self._connection is not None:
@@ -364,20 +372,8 @@ class RestV2Transport(RestTransport):
         header, body = _v2_rest_request(image, save, frame_id)
         headers = {"Inference-Header-Content-Length": str(len(header)), **self._auth}
         path = f"{self._path.removesuffix('/v1/detect')}/v2/models/{_V2_MODELS[model]}/infer"
-        try:
-            connection = self._connect()
-            connection.request("POST", path, header + body, headers)
-            response = connection.getresponse()
-            answer = response.read()
-        except TimeoutError:
-            self.close()
-            raise TransportError("timeout", "no answer in time") from None
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise TransportError("unreachable", _first_line(exc) or type(exc).__name__) from None
+        response, answer = self._post(path, header + body, headers)
         received = time.perf_counter_ns()
-        if response.will_close:
-            self.close()
         if response.status != 200:
             detail = _v2_error(answer) or response.reason
             raise TransportError("rejected", f"HTTP {response.status}: {detail}")
