@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+import facewire
 from facewire import inference
 from facewire.dataplane import DataPlane
 from facewire.errors import FacewireError, InvalidInput
@@ -89,10 +90,9 @@ class InferenceServicer:
         return pb.ServerReadyResponse(ready=self.dataplane.ready)
 
     async def ServerMetadata(self, request: object, context: Context) -> pb.ServerMetadataResponse:  # noqa: N802
-        meta = inference.server_metadata()
         return pb.ServerMetadataResponse(
             name=inference.SERVER_NAME,
-            version=str(meta["version"]),
+            version=facewire.__version__,
             extensions=inference.EXTENSIONS,
         )
 

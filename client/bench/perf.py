@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 import grpc
@@ -215,9 +217,6 @@ def bare_servers(workdir: Path, *, core: bool = False) -> Iterator[tuple[str, st
 
 
 def _http_answers(url: str) -> bool:
-    import http.client
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=1.0)
     try:
