@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -36,6 +36,18 @@ class Settings(BaseSettings):
         "'Authorization: Bearer <token>' (REST) or 'authorization' metadata (gRPC).",
     )
 
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate chain: both services then speak TLS only (https, "
+        "secure gRPC). Needs tls_key_file.",
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key for tls_cert_file.")
+    tls_ca_file: Path | None = Field(
+        None,
+        description="Client side: PEM certificates to trust for the services (a self-signed "
+        "one, say); default: the system's trust store.",
+    )
+
     max_upload_bytes: PositiveInt = Field(8 * MiB, description="Largest accepted image upload.")
     max_image_pixels: PositiveInt = Field(
         40_000_000, description="Largest accepted width × height, checked from the header."
@@ -51,6 +63,15 @@ class Settings(BaseSettings):
     save_jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of saved frames.")
     save_enabled: bool = Field(
         True, description="False: refuse every save (403 / PERMISSION_DENIED); nothing is written."
+    )
+
+    max_stored_images: PositiveInt | None = Field(
+        None, description="Storage quota: saves beyond this many stored images are refused (507)."
+    )
+    max_stored_bytes: PositiveInt | None = Field(
+        None,
+        description="Storage quota: saves that would take stored images past this many "
+        "bytes are refused (507).",
     )
 
     threads: PositiveInt | None = Field(
@@ -96,6 +117,17 @@ class Settings(BaseSettings):
         10.0, description="Seconds in-flight requests get to finish on SIGTERM/SIGINT."
     )
     log_level: LogLevel = Field("info", description="Logging level; 'debug' logs every request.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the services speak TLS (a certificate and key are set)."""
+        return self.tls_cert_file is not None
 
     @property
     def read_limit_bytes(self) -> int:
