@@ -17,7 +17,7 @@ from facewire.messages import DetectionRequest, DetectionResult, Model
 from facewire.metrics import Metrics
 from facewire.pipeline import Pipeline
 from facewire.settings import Settings
-from facewire.storage import FrameStore
+from facewire.storage import FrameStore, Quota
 
 log = logging.getLogger("facewire")
 
@@ -65,13 +65,19 @@ class DataPlane:
             min_neighbors=settings.min_neighbors,
             min_size=settings.min_size,
         )
-        store = FrameStore(settings.storage_dir_for(protocol), settings.save_jpeg_quality)
+        quota = Quota(settings.max_stored_images, settings.max_stored_bytes)
+        store = FrameStore(settings.storage_dir_for(protocol), settings.save_jpeg_quality, quota)
         problem = store.writable_problem()
         if problem:
             log.warning("saving will fail: %s (detection still works)", problem)
         removed = store.remove_leftovers()
         if removed:
             log.warning("removed %d unfinished image(s) an earlier process left", len(removed))
+        if quota.limited and not problem:
+            usage = store.recount()
+            log.info(
+                "storage quota: %d images, %d bytes used of %s", usage.images, usage.bytes, quota
+            )
         pipeline = Pipeline(settings, detector, store)
         return cls(
             pipeline,

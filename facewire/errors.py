@@ -61,6 +61,10 @@ class StorageError(FacewireError):
     """The frame or its CSV row could not be stored (disk full, no permission, ...)."""
 
 
+class QuotaExceeded(StorageError):
+    """The storage quota (``max_stored_images`` or ``max_stored_bytes``) is reached."""
+
+
 class NotReady(FacewireError):
     """The service is starting or shutting down."""
 

@@ -4,7 +4,9 @@ Invariants, for threads and for several processes sharing one folder:
 - the image is complete (temporary file, then rename) before its row is appended;
 - each row is one ``write`` to an O_APPEND file, under a file lock, so rows never
   interleave; a failed or short write is truncated away, so no row is ever torn;
-- the header is written exactly once, by whoever finds the file empty under the lock.
+- the header is written exactly once, by whoever finds the file empty under the lock;
+- with a quota, the usage file is read, checked and rewritten under the same lock, and
+  the image is written there too, so that processes sharing the folder never overshoot.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import cv2
 from filelock import FileLock
 
-from facewire.errors import StorageError
+from facewire.errors import QuotaExceeded, StorageError
 from facewire.imaging import BGRImage
 from facewire.messages import DetectionResult
 
@@ -106,16 +108,83 @@ def _remove_quietly(path: Path) -> None:
 LEFTOVER_AGE_S = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """The most a storage folder may hold; None means no limit."""
+
+    max_images: int | None = None
+    max_bytes: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.max_images is not None or self.max_bytes is not None
+
+    def refusal(self, usage: Usage, image_bytes: int) -> str | None:
+        """Why one more image of ``image_bytes`` would break the quota, or None."""
+        if self.max_images is not None and usage.images + 1 > self.max_images:
+            return f"storage quota reached: {usage.images} of {self.max_images} images stored"
+        if self.max_bytes is not None and usage.bytes + image_bytes > self.max_bytes:
+            return (
+                f"storage quota reached: {usage.bytes} of {self.max_bytes} bytes stored, "
+                f"this frame needs {image_bytes} more"
+            )
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the stored images take: how many, and their bytes."""
+
+    images: int = 0
+    bytes: int = 0
+
+
+USAGE_NAME = ".usage.json"
+
+
 class FrameStore:
     """One storage folder: ``<utc>_<protocol>_<random>.jpg`` files and ``records.csv``."""
 
-    def __init__(self, directory: Path, jpeg_quality: int = 90) -> None:
+    def __init__(self, directory: Path, jpeg_quality: int = 90, quota: Quota | None = None) -> None:
         self.directory = directory
         self.csv_path = directory / CSV_NAME
         self.jpeg_quality = jpeg_quality
+        self.quota = quota or Quota()
         with contextlib.suppress(OSError):  # reported by writable_problem(), per save by save()
             directory.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(directory / f".{CSV_NAME}.lock"))
+        self._usage_path = directory / USAGE_NAME
+
+    def usage(self) -> Usage:
+        """The stored images, counted from the folder itself (every ``.jpg`` there)."""
+        images = total = 0
+        with contextlib.suppress(OSError):
+            for path in self.directory.glob("*.jpg"):
+                with contextlib.suppress(OSError):
+                    total += path.stat().st_size
+                    images += 1
+        return Usage(images, total)
+
+    def recount(self) -> Usage:
+        """Count the folder again and keep the result as the quota's usage: called at
+        start-up, so that files removed (or added) by hand while no service ran count."""
+        with self._lock:
+            usage = self.usage()
+            self._write_usage(usage)
+        return usage
+
+    def _read_usage(self) -> Usage:
+        try:
+            raw = json.loads(self._usage_path.read_bytes())
+            return Usage(int(raw["images"]), int(raw["bytes"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return self.usage()  # missing or damaged: the folder itself is the truth
+
+    def _write_usage(self, usage: Usage) -> None:
+        temporary = self._usage_path.with_suffix(".tmp")
+        with contextlib.suppress(OSError):  # best effort: a stale count is recounted at start
+            temporary.write_text(json.dumps(asdict(usage)))
+            os.replace(temporary, self._usage_path)
 
     def remove_leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> list[str]:
         """Delete temporary image files a killed process left behind (a save writes
@@ -148,9 +217,11 @@ class FrameStore:
         now = datetime.now(UTC)
         name = f"{now:%Y%m%dT%H%M%S%fZ}_{record.protocol}_{secrets.token_hex(4)}.jpg"
         start = time.perf_counter_ns()
-        path = self._write_image(name, frame)
-        save_ms = (time.perf_counter_ns() - start) / 1e6
-        line = _csv_line(record.row(now.isoformat(timespec="microseconds"), name, save_ms))
+        image = self._encode(frame)
+        if self.quota.limited:
+            return self._save_within_quota(name, image, record, now, start)
+        path = self._write_image(name, image)
+        line = self._line(record, now, name, start)
         try:
             self._append(line)
         except StorageError:
@@ -158,15 +229,43 @@ class FrameStore:
             raise
         return name
 
-    def _write_image(self, name: str, frame: BGRImage) -> Path:
+    def _save_within_quota(
+        self, name: str, image: bytes, record: Record, now: datetime, start: int
+    ) -> str:
+        """``save`` with the check, the image, the row and the new usage all under the
+        lock: two savers can never both take the last free place."""
+        with self._lock:
+            usage = self._read_usage()
+            refusal = self.quota.refusal(usage, len(image))
+            if refusal is not None:
+                raise QuotaExceeded(f"{refusal}; the frame was not saved")
+            path = self._write_image(name, image)
+            line = self._line(record, now, name, start)
+            try:
+                self._append(line)
+            except StorageError:
+                _remove_quietly(path)
+                raise
+            self._write_usage(Usage(usage.images + 1, usage.bytes + len(image)))
+        return name
+
+    @staticmethod
+    def _line(record: Record, now: datetime, name: str, start: int) -> str:
+        save_ms = (time.perf_counter_ns() - start) / 1e6
+        return _csv_line(record.row(now.isoformat(timespec="microseconds"), name, save_ms))
+
+    def _encode(self, frame: BGRImage) -> bytes:
         ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
             raise StorageError("could not store the frame: JPEG encoding failed")
+        return encoded.tobytes()
+
+    def _write_image(self, name: str, image: bytes) -> Path:
         final = self.directory / name
         temporary = self.directory / f".{name}.tmp"
         try:
             with open(temporary, "xb") as out:
-                out.write(encoded.tobytes())
+                out.write(image)
             os.replace(temporary, final)
         except OSError as exc:
             _remove_quietly(temporary)
@@ -176,7 +275,7 @@ class FrameStore:
     def _append(self, line: str) -> None:
         payload = line.encode()
         try:
-            with self._lock:
+            with self._lock:  # re-entrant: _save_within_quota already holds it
                 fd = os.open(self.csv_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     self._append_locked(fd, payload)

@@ -8,10 +8,9 @@ import csv
 import threading
 from pathlib import Path
 
-import cv2
 import httpx
 
-from facewire.storage import CSV_COLUMNS
+from facewire.audit import audit, complete_image
 from tests.conftest import Fixture
 from tests.servers import ServiceProcess, rest_ready, wait_for
 
@@ -25,19 +24,9 @@ def rows_of(folder: Path) -> list[dict[str, str]]:
 
 
 def assert_every_row_names_a_complete_image(folder: Path) -> list[dict[str, str]]:
-    with (folder / "records.csv").open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        body = list(reader)
-    assert header == list(CSV_COLUMNS)
-    for line in body:
-        assert len(line) == len(CSV_COLUMNS), line  # no torn or merged row
-    rows = [dict(zip(header, line, strict=True)) for line in body]
-    for row in rows:
-        image = cv2.imread(str(folder / row["image"]))
-        assert image is not None, row["image"]  # complete: it decodes
-        assert image.shape == (720, 720, 3)
-    return rows
+    found = audit(folder)
+    assert found.problems == []  # whole rows, each naming one complete image, once
+    return found.rows
 
 
 def test_kill_9_in_the_middle_of_saves_loses_nothing_answered(
@@ -89,3 +78,30 @@ def test_kill_9_in_the_middle_of_saves_loses_nothing_answered(
     assert len(after) == len(rows) + 1
     leftovers = {p.name for p in tmp_path.glob(".*.tmp")}
     assert not leftovers & {row["image"] for row in after}
+
+
+def test_the_audit_catches_what_it_is_for(tmp_path: Path, face: Fixture) -> None:
+    """The checker the fault tests and the soak trust: it must see each kind of damage."""
+    settings_env = {"FACEWIRE_REST_PORT": "0", "FACEWIRE_STORAGE_DIR": str(tmp_path)}
+    with ServiceProcess("rest_service", settings_env) as service:
+        url = f"http://{service.address()}"
+        wait_for(lambda: rest_ready(url), what="the service to be ready")
+        for _ in range(3):
+            reply = httpx.post(f"{url}/v1/detect", params={"save": "true"}, content=face.data)
+            assert reply.status_code == 200
+    clean = audit(tmp_path)
+    assert (clean.problems, clean.orphans, len(clean.rows), clean.images) == ([], [], 3, 3)
+    first, second, third = (tmp_path / row["image"] for row in clean.rows)
+    assert complete_image(first)
+    first.write_bytes(first.read_bytes()[:-2000])  # cut short: still decodes, greyed
+    assert not complete_image(first)
+    second.unlink()
+    (tmp_path / "20990101T000000000000Z_rest_00000000.jpg").write_bytes(third.read_bytes())
+    with (tmp_path / "records.csv").open("a") as f:
+        f.write("2099-01-01,rest,torn")  # a row cut short
+    damaged = audit(tmp_path)
+    assert len(damaged.problems) == 3
+    assert damaged.problems[0] == f"line 2: {first.name} is missing or incomplete"
+    assert damaged.problems[1] == f"line 3: {second.name} is missing or incomplete"
+    assert damaged.problems[2] == "line 5: 3 cells, a torn or merged row"
+    assert damaged.orphans == ["20990101T000000000000Z_rest_00000000.jpg"]
