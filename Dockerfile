@@ -28,7 +28,7 @@ VOLUME ["/data"]
 FROM base AS rest
 EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8001/readyz', timeout=2)"]
+    CMD ["python", "-m", "rest_service.healthcheck"]
 CMD ["python", "-m", "rest_service"]
 
 FROM base AS grpc

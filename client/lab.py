@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -21,7 +22,9 @@ import httpx
 
 from client.__main__ import main as client_main
 from facewire.settings import Settings, url_host
+from facewire.tls import trusted_file
 from grpc_service.healthcheck import check as grpc_serving
+from grpc_service.healthcheck import credentials
 
 log = logging.getLogger("facewire.lab")
 START_TIMEOUT = 60.0
@@ -33,15 +36,19 @@ def has_display() -> bool:
 
 def addresses(settings: Settings) -> tuple[str, str]:
     host = url_host("127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host)
-    return f"http://{host}:{settings.rest_port}", f"{host}:{settings.grpc_port}"
+    scheme = "https" if settings.tls else "http"
+    return f"{scheme}://{host}:{settings.rest_port}", f"{host}:{settings.grpc_port}"
 
 
 def ready(rest_url: str, grpc_target: str) -> bool:
+    settings = Settings()
+    trusted = trusted_file(settings)  # what the healthcheck trusts: TLS follows settings
+    verify = ssl.create_default_context(cafile=trusted) if trusted else True
     try:
-        rest_ok = httpx.get(f"{rest_url}/readyz", timeout=1.0).status_code == 200
+        rest_ok = httpx.get(f"{rest_url}/readyz", timeout=1.0, verify=verify).status_code == 200
     except httpx.TransportError:
         rest_ok = False
-    return rest_ok and grpc_serving(grpc_target, timeout=1.0)
+    return rest_ok and grpc_serving(grpc_target, 1.0, credentials(settings))
 
 
 @contextmanager

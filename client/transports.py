@@ -6,6 +6,11 @@ built and sent, and stops once the response is fully parsed into the core
 protobuf decoding plus conversion (gRPC calls return raw bytes so that protobuf decoding
 happens on this clock too, as JSON decoding does). Byte counts are application
 payloads: the HTTP body, or the serialized protobuf message.
+
+TLS: REST follows the URL's scheme; gRPC uses a secure channel when asked to (see
+``make_transport`` for the rule). ``ca_file`` names the PEM certificates to trust instead
+of the system's store (a self-signed service certificate, say). Either way the cost is
+paid once, when a transport (or a REST connection) is made, never per request.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import http.client
 import json
 import queue
 import select
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlencode, urlsplit
 
@@ -87,11 +94,20 @@ class RestTransport:
 
     name: ProtocolName = "rest"
 
-    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        token: str | None = None,
+        ca_file: Path | str | None = None,
+    ) -> None:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self._https = url.scheme == "https"
+        # One context for every connection (http.client would load the trust store anew
+        # for each); ca_file only matters for https.
+        self._ssl = _ssl_context(ca_file) if self._https else None
         self._host = url.hostname
         self._port = url.port
         self._path = url.path.rstrip("/") + "/v1/detect"
@@ -109,8 +125,14 @@ class RestTransport:
             if readable:
                 self.close()
         if self._connection is None:
-            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            connection = kind(self._host, self._port, timeout=min(self._timeout, 2.0))
+            if self._ssl is not None:
+                connection = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=min(self._timeout, 2.0), context=self._ssl
+                )
+            else:
+                connection = http.client.HTTPConnection(
+                    self._host, self._port, timeout=min(self._timeout, 2.0)
+                )
             connection.connect()
             assert connection.sock is not None
             connection.sock.settimeout(self._timeout)  # connecting is short; answers may not be
@@ -161,6 +183,26 @@ class RestTransport:
             self._connection = None
 
 
+def _ssl_context(ca_file: Path | str | None) -> ssl.SSLContext:
+    """Checks the server's certificate and name against ``ca_file`` only when given, else
+    against the system's trust store; a ValueError when ``ca_file`` holds no certificates."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use {ca_file} as certificates to trust: {exc}") from None
+
+
+def _read_ca_file(ca_file: Path | str) -> bytes:
+    """The PEM certificates in ``ca_file``, checked as _ssl_context checks them (grpc would
+    take any bytes, and only fail every handshake)."""
+    try:
+        pem = Path(ca_file).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot use {ca_file} as certificates to trust: {exc}") from None
+    _ssl_context(ca_file)
+    return pem
+
+
 def _detail(body: bytes, reason: str) -> str:
     try:
         detail = json.loads(body).get("detail")
@@ -197,11 +239,26 @@ class _GrpcChannel:
     """One channel, reused for every call; what both gRPC transports share.
 
     Calls carry raw bytes both ways (no serializers on the channel): building the
-    request and decoding the answer then run on our clock, as they do for REST.
+    request and decoding the answer then run on our clock, as they do for REST. The
+    channel is a TLS one when ``tls`` is true or ``ca_file`` is given (trusting
+    ``ca_file`` only, else the system's trust store), else plaintext.
     """
 
-    def __init__(self, target: str, timeout: float = 10.0, token: str | None = None) -> None:
-        self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 10.0,
+        token: str | None = None,
+        *,
+        tls: bool = False,
+        ca_file: Path | str | None = None,
+    ) -> None:
+        if tls or ca_file is not None:
+            roots = _read_ca_file(ca_file) if ca_file is not None else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+            self._channel = grpc.secure_channel(target, credentials, options=_GRPC_OPTIONS)
+        else:
+            self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._timeout = timeout
 
@@ -231,8 +288,16 @@ class GrpcTransport(_GrpcChannel):
 
     name: ProtocolName = "grpc"
 
-    def __init__(self, target: str, timeout: float = 10.0, token: str | None = None) -> None:
-        super().__init__(target, timeout, token)
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 10.0,
+        token: str | None = None,
+        *,
+        tls: bool = False,
+        ca_file: Path | str | None = None,
+    ) -> None:
+        super().__init__(target, timeout, token, tls=tls, ca_file=ca_file)
         self._detect: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
             _DETECT
         )
@@ -296,8 +361,16 @@ class GrpcStreamTransport(_GrpcChannel):
 
     name: ProtocolName = "grpc-stream"
 
-    def __init__(self, target: str, timeout: float = 10.0, token: str | None = None) -> None:
-        super().__init__(target, timeout, token)
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 10.0,
+        token: str | None = None,
+        *,
+        tls: bool = False,
+        ca_file: Path | str | None = None,
+    ) -> None:
+        super().__init__(target, timeout, token, tls=tls, ca_file=ca_file)
         self._stream: grpc.StreamStreamMultiCallable[bytes, bytes] = self._channel.stream_stream(
             _DETECT_STREAM
         )
@@ -459,8 +532,16 @@ class GrpcV2Transport(_GrpcChannel):
 
     name: ProtocolName = "grpc-v2"
 
-    def __init__(self, target: str, timeout: float = 10.0, token: str | None = None) -> None:
-        super().__init__(target, timeout, token)
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 10.0,
+        token: str | None = None,
+        *,
+        tls: bool = False,
+        ca_file: Path | str | None = None,
+    ) -> None:
+        super().__init__(target, timeout, token, tls=tls, ca_file=ca_file)
         self._infer: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
             "/inference.GRPCInferenceService/ModelInfer"
         )
@@ -498,18 +579,33 @@ class GrpcV2Transport(_GrpcChannel):
 
 
 def make_transport(
-    protocol: ProtocolName, rest_url: str, grpc_target: str, token: str | None = None
+    protocol: ProtocolName,
+    rest_url: str,
+    grpc_target: str,
+    token: str | None = None,
+    ca_file: Path | str | None = None,
 ) -> Transport:
-    """A transport; ``token`` defaults to FACEWIRE_AUTH_TOKEN, as the services read it."""
-    if token is None:
-        secret = Settings().auth_token
-        token = secret.get_secret_value() if secret is not None else None
+    """A transport; ``token`` defaults to FACEWIRE_AUTH_TOKEN, as the services read it.
+
+    TLS: REST uses it when ``rest_url`` is https://; gRPC when ``rest_url`` is https://
+    or a CA file is set (both services speak TLS or neither does). ``ca_file`` defaults
+    to FACEWIRE_TLS_CA_FILE; when set, both trust it (only it) instead of the system's
+    trust store.
+    """
+    if token is None or ca_file is None:
+        settings = Settings()
+        if token is None:
+            secret = settings.auth_token
+            token = secret.get_secret_value() if secret is not None else None
+        if ca_file is None:
+            ca_file = settings.tls_ca_file
     if protocol == "rest":
-        return RestTransport(rest_url, token=token)
+        return RestTransport(rest_url, token=token, ca_file=ca_file)
     if protocol == "rest-v2":
-        return RestV2Transport(rest_url, token=token)
+        return RestV2Transport(rest_url, token=token, ca_file=ca_file)
+    tls = urlsplit(rest_url).scheme == "https" or ca_file is not None
     if protocol == "grpc":
-        return GrpcTransport(grpc_target, token=token)
+        return GrpcTransport(grpc_target, token=token, tls=tls, ca_file=ca_file)
     if protocol == "grpc-v2":
-        return GrpcV2Transport(grpc_target, token=token)
-    return GrpcStreamTransport(grpc_target, token=token)
+        return GrpcV2Transport(grpc_target, token=token, tls=tls, ca_file=ca_file)
+    return GrpcStreamTransport(grpc_target, token=token, tls=tls, ca_file=ca_file)

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from facewire import logs
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings, url_host
+from facewire.tls import tls_problem
 from facewire.v1 import face_detection_pb2 as pb
 from grpc_service import oip
 from grpc_service.auth import BearerAuthInterceptor
@@ -70,6 +71,7 @@ class GrpcService:
 
 
 def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
+    """The server, bound (TLS only when the settings have a certificate and key)."""
     # Read oversized frames too (up to the shared read limit) so the core can answer them
     # with a clean error and DetectStream goes on; beyond it grpc refuses the message.
     max_message = settings.read_limit_bytes
@@ -92,13 +94,18 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
     reflection.enable_server_reflection(
         (SERVICE_NAME, oip.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{url_host(settings.host)}:{settings.grpc_port}")
+    address = f"{url_host(settings.host)}:{settings.grpc_port}"
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        pair = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
+    else:
+        port = server.add_insecure_port(address)
     return GrpcService(server, health_servicer, dataplane, port)
 
 
 async def serve(settings: Settings) -> None:
     service = create_server(settings, DataPlane.from_settings(settings, "grpc"))
-    address = f"{url_host(settings.host)}:{service.port}"
+    address = f"{url_host(settings.host)}:{service.port}" + (" (TLS)" if settings.tls else "")
     logs.log_startup(log, "facewire gRPC", address, settings, grpcio=grpc.__version__)
     await service.start()
     stopping = asyncio.Event()
@@ -119,4 +126,8 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     logs.configure(settings)
+    problem = tls_problem(settings)  # here, in one line, rather than from the event loop
+    if problem is not None:
+        log.critical("facewire gRPC cannot start: %s", problem)
+        raise SystemExit(1)
     asyncio.run(serve(settings))

@@ -16,6 +16,7 @@ from uvicorn.supervisors import Multiprocess
 from facewire import logs
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings, url_host
+from facewire.tls import tls_problem
 from rest_service.app import create_app
 from rest_service.protocol import GuardedConfig
 
@@ -47,7 +48,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(settings: Settings, app: str | ASGIApp) -> uvicorn.Config:
-    """The one uvicorn configuration: the service, its tests and the bare server of P4."""
+    """The one uvicorn configuration: the service, its tests and the bare server of P4.
+    With a TLS certificate and key it serves https only (uvicorn wraps the socket in TLS
+    below the protocol class, so GuardedHttpToolsProtocol is unchanged)."""
     return GuardedConfig(
         app,
         factory=isinstance(app, str),
@@ -59,12 +62,18 @@ def uvicorn_config(settings: Settings, app: str | ASGIApp) -> uvicorn.Config:
         max_header_bytes=settings.max_header_bytes,
         header_timeout_s=settings.header_timeout_s,
         server_header=False,
+        ssl_certfile=settings.tls_cert_file,  # both None (plain http) or both set
+        ssl_keyfile=settings.tls_key_file,
     )
 
 
 def main() -> None:
     settings = Settings()
     logs.configure(settings)
+    problem = tls_problem(settings)
+    if problem is not None:
+        log.critical("facewire REST cannot start: %s", problem)
+        raise SystemExit(1)
     sock = bind_socket(settings.host, settings.rest_port)
     host, port = sock.getsockname()[:2]
     dataplane = None
@@ -77,7 +86,7 @@ def main() -> None:
     logs.log_startup(
         log,
         "facewire REST",
-        f"http://{url_host(host)}:{port}",
+        f"{'https' if settings.tls else 'http'}://{url_host(host)}:{port}",
         settings,
         fastapi=fastapi.__version__,
         uvicorn=uvicorn.__version__,

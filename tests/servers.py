@@ -49,7 +49,7 @@ def rest_ready(base_url: str) -> bool:
 @contextmanager
 def rest_server(settings: Settings, dataplane: DataPlane | None = None) -> Iterator[str]:
     """A REST service in a thread (on ``dataplane``, or one made from ``settings``);
-    yields its base URL."""
+    yields its base URL (https:// when the settings have a TLS certificate and key)."""
     app = create_app(settings, dataplane or DataPlane.from_settings(settings, "rest"))
     server = DrainingServer(uvicorn_config(settings, app))
     sock = bind_socket("127.0.0.1", 0)
@@ -59,7 +59,7 @@ def rest_server(settings: Settings, dataplane: DataPlane | None = None) -> Itera
     try:
         wait_for(lambda: server.started or not thread.is_alive(), what="REST start-up")
         assert server.started, "the REST server failed to start"
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if settings.tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -148,14 +148,14 @@ class ServiceProcess:
         def find() -> str | None:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.module} exited early:\n{self.output}")
-            match = re.search(r"listening on (?:http://)?([\d.]+:\d+)", self.output)
+            match = re.search(r"listening on (?:https?://)?([\d.]+:\d+)", self.output)
             return match.group(1) if match else None
 
         return wait_for(find, timeout, f"{self.module} to listen")
 
     def both_addresses(self, timeout: float = 30.0) -> tuple[str, str]:
         """(REST URL, gRPC target) of ``facewire.serve``, from its children's log lines."""
-        rest = self.wait_for_output(r"REST listening on (http://[\d.]+:\d+)", timeout)
+        rest = self.wait_for_output(r"REST listening on (https?://[\d.]+:\d+)", timeout)
         grpc = self.wait_for_output(r"gRPC listening on ([\d.]+:\d+)", timeout)
         return rest.group(1), grpc.group(1)
 
