@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run gui bench perf fuzz serve run-rest run-grpc test pytest lint format proto \
+.PHONY: help setup system-deps run gui bench perf soak fuzz serve run-rest run-grpc test pytest lint format proto \
         screenshot fixtures docker-lint docker-up docker-down docker-smoke constraints clean
 
 help: ## List the targets
@@ -34,6 +34,9 @@ bench: setup ## The benchmark: start the services, run the sweep, write a report
 
 perf: setup ## The performance targets P1-P8 as in-run ratios, about 4 minutes (ARGS="--quick")
 	$(BIN)/python -m client.bench.perf $(ARGS)
+
+soak: setup ## Both services under mixed traffic for 10 minutes, then an audit of every save (ARGS="--duration 60")
+	$(BIN)/python -m client.bench.soak $(ARGS)
 
 fuzz: setup ## Coverage-guided fuzzing of the decode path with atheris (ARGS="-max_total_time=600")
 	$(BIN)/python fuzz/fuzz_decode.py $(or $(ARGS),-max_total_time=120)

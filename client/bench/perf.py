@@ -13,25 +13,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import cv2
-import grpc
 from rich.console import Console
 from rich.table import Table
 
@@ -40,8 +35,8 @@ from client.bench import machine
 from client.bench.floor import time_per_frame
 from client.bench.load import WindowResult, WindowSpec
 from client.bench.measure import summarise
+from client.bench.processes import Child, bare_servers, facewire_services
 from client.bench.runner import CPU_LIMIT, LoadPool
-from client.lab import ready
 from client.transports import PROTOCOLS, ProtocolName
 from facewire.dataplane import cpu_count
 from facewire.detector import FaceDetector
@@ -121,112 +116,6 @@ class Results:
         return {
             k: {n: statistics.median(v) for n, v in by.items()} for k, by in self.values.items()
         }
-
-
-# --- processes ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Child:
-    """A server process of ours, with its resident memory readable from /proc."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with open(log, "wb") as out:
-            self.popen = subprocess.Popen(  # noqa: S603 (our interpreter, our modules)
-                [sys.executable, *argv], env={**os.environ, **env}, stdout=out, stderr=out
-            )
-
-    def wait_until(self, is_ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not is_ready():
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{what} exited with {self.popen.returncode}; see {self.log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} was not ready after {timeout:.0f}s; see {self.log}")
-            time.sleep(0.1)  # polling another process's readiness
-
-    def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.popen.pid}/status").read_text()
-        kib = next(
-            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
-        )
-        return kib / 1024
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def _grpc_connects(target: str) -> bool:
-    with grpc.insecure_channel(target) as channel:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=1.0)
-        except grpc.FutureTimeoutError:
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def facewire_services(workdir: Path) -> Iterator[tuple[str, str, Child, Child]]:
-    rest_port, grpc_port = free_port(), free_port()
-    env = {
-        "FACEWIRE_REST_PORT": str(rest_port),
-        "FACEWIRE_GRPC_PORT": str(grpc_port),
-        "FACEWIRE_STORAGE_DIR": str(workdir / "storage"),
-        "FACEWIRE_LOG_LEVEL": "warning",
-    }
-    rest = Child(["-m", "rest_service"], env, workdir / "rest.log")
-    grpc_child = Child(["-m", "grpc_service"], env, workdir / "grpc.log")
-    url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
-    try:
-        rest.wait_until(lambda: ready(url, target), "the REST service")
-        yield url, target, rest, grpc_child
-    finally:
-        rest.stop()
-        grpc_child.stop()
-
-
-@contextlib.contextmanager
-def bare_servers(workdir: Path, *, core: bool = False) -> Iterator[tuple[str, str]]:
-    rest_port, grpc_port = free_port(), free_port()
-    extra, tag = (["--core"], "-core") if core else ([], "")
-    module = ["-m", "client.bench.bare"]
-    rest = Child([*module, "rest", str(rest_port), *extra], {}, workdir / f"bare-rest{tag}.log")
-    bare_grpc = Child(
-        [*module, "grpc", str(grpc_port), *extra], {}, workdir / f"bare-grpc{tag}.log"
-    )
-    url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
-    try:
-        rest.wait_until(lambda: _http_answers(url), "the bare REST server")
-        bare_grpc.wait_until(lambda: _grpc_connects(target), "the bare gRPC server")
-        yield url, target
-    finally:
-        rest.stop()
-        bare_grpc.stop()
-
-
-def _http_answers(url: str) -> bool:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=1.0)
-    try:
-        connection.request("GET", "/")
-        connection.getresponse()  # any answer: the server is up (it starts its core first)
-        return True
-    except OSError:
-        return False
-    finally:
-        connection.close()
 
 
 # --- measurements ------------------------------------------------------------------
