@@ -39,7 +39,7 @@ soak: setup ## Both services under mixed traffic for 10 minutes, then an audit o
 	$(BIN)/python -m client.bench.soak $(ARGS)
 
 fuzz: setup ## Coverage-guided fuzzing of the decode path with atheris (ARGS="-max_total_time=600")
-	$(BIN)/python fuzz/fuzz_decode.py $(or $(ARGS),-max_total_time=120)
+	$(BIN)/python fuzz/fuzz_decode.py $(or $(ARGS),-max_total_time=120 -rss_limit_mb=1024)
 
 gui: setup ## The GUI alone, against services already running (ARGS="--source sample --mode both")
 	$(BIN)/python -m client $(ARGS)

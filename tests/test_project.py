@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import importlib.metadata
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,10 +90,11 @@ def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_make_fuzz_runs_briefly_without_a_crash(tmp_path: Path) -> None:
     """`make fuzz` in small: atheris drives the decode path; any exception other than a
-    FacewireError, or an out-of-memory, fails the run."""
+    FacewireError, or resident memory over 1 GiB, fails the run; and the memory it
+    ends with is the memory it started with (libFuzzer reports both)."""
     done = subprocess.run(
         [sys.executable, str(ROOT / "fuzz" / "fuzz_decode.py"), "-runs=20000",
-         f"-artifact_prefix={tmp_path}/"],
+         "-rss_limit_mb=1024", f"-artifact_prefix={tmp_path}/"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -101,3 +103,8 @@ def test_make_fuzz_runs_briefly_without_a_crash(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Done 20000 runs" in done.stderr
     assert list(tmp_path.iterdir()) == []  # no crashing input was written
+    started = re.search(r"INITED .* rss: (\d+)Mb", done.stderr)
+    ended = re.search(r"DONE .* rss: (\d+)Mb", done.stderr)
+    assert started is not None
+    assert ended is not None
+    assert int(ended.group(1)) <= int(started.group(1)) + 32  # flat: no growth per input
