@@ -261,6 +261,10 @@ class _GrpcChannel:
             self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._timeout = timeout
+        self._bind()
+
+    def _bind(self) -> None:
+        """Make this transport's callables (and state) on ``self._channel``."""
 
     @staticmethod
     def _parse(raw: bytes) -> pb.DetectResponse:
@@ -288,16 +292,7 @@ class GrpcTransport(_GrpcChannel):
 
     name: ProtocolName = "grpc"
 
-    def __init__(
-        self,
-        target: str,
-        timeout: float = 10.0,
-        token: str | None = None,
-        *,
-        tls: bool = False,
-        ca_file: Path | str | None = None,
-    ) -> None:
-        super().__init__(target, timeout, token, tls=tls, ca_file=ca_file)
+    def _bind(self) -> None:
         self._detect: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
             _DETECT
         )
@@ -361,16 +356,7 @@ class GrpcStreamTransport(_GrpcChannel):
 
     name: ProtocolName = "grpc-stream"
 
-    def __init__(
-        self,
-        target: str,
-        timeout: float = 10.0,
-        token: str | None = None,
-        *,
-        tls: bool = False,
-        ca_file: Path | str | None = None,
-    ) -> None:
-        super().__init__(target, timeout, token, tls=tls, ca_file=ca_file)
+    def _bind(self) -> None:
         self._stream: grpc.StreamStreamMultiCallable[bytes, bytes] = self._channel.stream_stream(
             _DETECT_STREAM
         )
@@ -532,16 +518,7 @@ class GrpcV2Transport(_GrpcChannel):
 
     name: ProtocolName = "grpc-v2"
 
-    def __init__(
-        self,
-        target: str,
-        timeout: float = 10.0,
-        token: str | None = None,
-        *,
-        tls: bool = False,
-        ca_file: Path | str | None = None,
-    ) -> None:
-        super().__init__(target, timeout, token, tls=tls, ca_file=ca_file)
+    def _bind(self) -> None:
         self._infer: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
             "/inference.GRPCInferenceService/ModelInfer"
         )
