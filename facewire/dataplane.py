@@ -52,6 +52,8 @@ class DataPlane:
             self._helpers = ThreadPoolExecutor(threads - 1, thread_name_prefix="facewire-helper")
             self._lend = lend_from(self._helpers)
         self._ready = False
+        self._not_ready = "the service is starting"
+        self.arrived = 0  # requests that reached detect(), refused ones too (event loop only)
         self._running = 0  # jobs on a pipeline thread right now
         self._idle = threading.Condition()
 
@@ -113,11 +115,16 @@ class DataPlane:
         for future in [pool.submit(warm) for _ in range(threads)]:
             future.result()
 
+    def drain(self) -> None:
+        """Refuse new requests (NotReady: UNAVAILABLE, 503) while those held finish."""
+        self._ready = False
+        self._not_ready = "the service is shutting down; retry shortly"
+
     def close(self, timeout: float | None = None) -> bool:
         """Stop taking work, drop what is queued, and wait up to ``timeout`` seconds for the
         jobs running now. False when some are still running (a caller about to exit
         should then leave with ``os._exit``, since pool threads cannot be interrupted)."""
-        self._ready = False
+        self.drain()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._helpers is not None:
             self._helpers.shutdown(wait=False, cancel_futures=True)
@@ -146,8 +153,9 @@ class DataPlane:
     async def detect(self, request: DetectionRequest) -> DetectionResult:
         """Run one request. Call it on the service's event loop (the in-flight count is
         kept there)."""
+        self.arrived += 1
         if not self._ready:
-            raise NotReady("the service is not ready")
+            raise NotReady(self._not_ready)
         if request.model is Model.ECHO:
             return self.pipeline.echo(request)
         if self._inflight >= self.max_inflight:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # generic only in the type stubs
 
 
 async def _deny(request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    # abort's error outlives the call in grpc.aio, and its traceback holds this frame:
+    # drop the request (an upload, perhaps) first. See grpc_service.errors.refuse.
+    del request
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
 
 

@@ -23,13 +23,14 @@ from facewire.errors import FacewireError, InvalidInput
 from facewire.inference import InputTensor
 from facewire.messages import DetectionResult
 from facewire.oip.v2 import grpc_predict_v2_pb2 as pb
-from grpc_service.errors import grpc_status
-from grpc_service.streams import StreamSlots
+from grpc_service.errors import grpc_status, refuse
+from grpc_service.streams import StreamSlots, send
 
 log = logging.getLogger("facewire.grpc")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 PROTOCOL = "grpc-v2"
+_REFUSED = pb.ModelInferResponse()  # what a refused call returns; grpc sends only the status
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -160,20 +161,22 @@ class InferenceServicer:
         try:
             return await self._infer(request, PROTOCOL)
         except FacewireError as exc:
-            await context.abort(grpc_status(exc), exc.message)
-        raise AssertionError("unreachable: abort raises")
+            refuse(context, exc)
+            return _REFUSED
 
     async def ModelStreamInfer(  # noqa: N802
         self, requests: AsyncIterator[object], context: Context
-    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+    ) -> None:
         async with self.streams.slot(context):
             async for request in requests:  # one at a time: answers in request order
                 try:
                     response = await self._infer(request, PROTOCOL + "-stream")
                 except FacewireError as exc:
-                    yield pb.ModelStreamInferResponse(error_message=exc.message)
+                    answer = pb.ModelStreamInferResponse(error_message=exc.message)
                 else:
-                    yield pb.ModelStreamInferResponse(infer_response=response)
+                    answer = pb.ModelStreamInferResponse(infer_response=response)
+                if not await send(context, answer):
+                    return
 
 
 async def _checked(request: object, kind: type[Any], context: Context) -> Any:

@@ -27,6 +27,10 @@ log = logging.getLogger("facewire.grpc")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FaceDetection"].full_name
 CLOSE_TIMEOUT_S = 1.0
+#: On SIGTERM, calls are taken and refused until a tick passes with none (at most
+#: SETTLE_MAX_S, within the grace period), before grpc stops: see GrpcService._settle.
+SETTLE_TICK_S = 0.05
+SETTLE_MAX_S = 2.0
 
 
 def _register(servicer: FaceDetectionServicer, server: grpc.aio.Server) -> None:
@@ -66,8 +70,27 @@ class GrpcService:
         """Refuse new calls, give in-flight ones ``grace`` seconds, then stop the pipeline.
         False when a pipeline job is still running even so (see ``DataPlane.close``)."""
         await self.health.enter_graceful_shutdown()
+        self.dataplane.drain()
+        await self._settle(min(grace, SETTLE_MAX_S))
         await self.server.stop(grace)
         return await asyncio.to_thread(self.dataplane.close, CLOSE_TIMEOUT_S)
+
+    async def _settle(self, limit: float) -> None:
+        """Keep serving, refusing new work as UNAVAILABLE, until calls stop arriving.
+
+        grpc.aio takes calls off grpc core's queue one at a time, and ``server.stop``
+        makes core end those still queued with CANCELLED (grpc/grpc#41785): calls sent
+        before the signal, which read to their clients as neither done nor refused.
+        Taking them here first turns them into a clean UNAVAILABLE (safe to retry).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        seen = -1
+        while loop.time() < deadline and (
+            self.dataplane.arrived != seen or self.dataplane.inflight
+        ):
+            seen = self.dataplane.arrived
+            await asyncio.sleep(SETTLE_TICK_S)  # a quiet tick: no call arrived in it
 
 
 def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:

@@ -20,13 +20,14 @@ from grpc_service.converters import (
     request_to_core,
     result_to_pb,
 )
-from grpc_service.errors import grpc_status
-from grpc_service.streams import StreamSlots
+from grpc_service.errors import grpc_status, refuse
+from grpc_service.streams import StreamSlots, send
 
 log = logging.getLogger("facewire.grpc")
 
 MODEL_NAMES = frozenset(m.value for m in Model)
 Incoming = pb.DetectRequest | MalformedRequest
+_REFUSED = pb.DetectResponse()  # what a refused call returns; grpc sends only the status
 
 
 def _label(message: Incoming) -> str:
@@ -68,24 +69,28 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
             result = await self._detect(request, "grpc")
         except FacewireError as exc:
             log.debug("Detect -> %s %s", grpc_status(exc).name, exc.message)
-            await context.abort(grpc_status(exc), exc.message)
+            refuse(context, exc)
+            return _REFUSED
         return result_to_pb(result, "grpc")
 
-    async def DetectStream(  # noqa: N802
+    async def DetectStream(  # type: ignore[override]  # noqa: N802 (writes, not yields)
         self,
         request_iterator: AsyncIterator[Incoming],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[pb.DetectResponse]:
+    ) -> None:
         async with self.streams.slot(context):
-            # One frame at a time, so responses come back in request order.
+            # One frame at a time, so responses come back in request order, and a client
+            # that stops reading stops the stream (its window fills; see streams.send).
             async for request in request_iterator:
-                try:
-                    result = await self._detect(request, "grpc-stream")
-                except FacewireError as exc:
-                    log.debug("DetectStream frame -> %s %s", grpc_status(exc).name, exc.message)
-                    if isinstance(request, MalformedRequest):
-                        yield error_to_pb("", "", "grpc-stream", exc)
-                    else:
-                        yield error_to_pb(request.frame_id, request.model, "grpc-stream", exc)
-                else:
-                    yield result_to_pb(result, "grpc-stream")
+                if not await send(context, await self._stream_answer(request)):
+                    return
+
+    async def _stream_answer(self, request: Incoming) -> pb.DetectResponse:
+        try:
+            result = await self._detect(request, "grpc-stream")
+        except FacewireError as exc:
+            log.debug("DetectStream frame -> %s %s", grpc_status(exc).name, exc.message)
+            if isinstance(request, MalformedRequest):
+                return error_to_pb("", "", "grpc-stream", exc)
+            return error_to_pb(request.frame_id, request.model, "grpc-stream", exc)
+        return result_to_pb(result, "grpc-stream")

@@ -7,11 +7,15 @@ a cap, a client opening thousands would exhaust the service. Both stream methods
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
+
+log = logging.getLogger("facewire.grpc")
 
 
 class StreamSlots:
@@ -34,3 +38,21 @@ class StreamSlots:
             yield
         finally:
             self.open -= 1
+
+
+async def send(context: grpc.aio.ServicerContext[Any, Any], answer: Message) -> bool:
+    """Write one answer on a stream; False when the call is over (cancelled by the client).
+
+    A client may cancel while an answer waits for room in its flow-control window (one
+    that stopped reading, or a per-frame timeout). That is the client's choice, not a
+    server error; had the servicer yielded the answer, grpc would log it as one, with a
+    traceback, on every such cancel.
+    """
+    try:
+        await context.write(answer)
+    except Exception as exc:  # grpc's ExecuteBatchError (private): core refused the write
+        # Only a call that is over fails a write (grpc may not have marked it cancelled
+        # yet); nothing more can be sent on it either way.
+        log.debug("stream ended by the client while an answer waited: %r", exc)
+        return False
+    return True
