@@ -143,6 +143,7 @@ def hostile_inputs(face: bytes, rng: random.Random) -> list[tuple[str, bytes, st
 def traffic(
     protocol: ProtocolName,
     rate: float,
+    phase: float,
     save_every: int,
     frames: list[bytes],
     urls: tuple[str, str],
@@ -150,11 +151,13 @@ def traffic(
     stop: threading.Event,
 ) -> None:
     """One stream of requests at ``rate`` per second, open loop: each is due at a fixed
-    time, and its latency runs from then, however late the previous answer was."""
+    time, and its latency runs from then, however late the previous answer was.
+    ``phase`` (a fraction of the period) staggers the streams, so that they interleave
+    instead of all arriving at once."""
     transport = make_transport(protocol, *urls)
     try:
         for n in range(10**9):
-            due = ledger.start + n / rate
+            due = ledger.start + (n + phase) / rate
             if stop.wait(max(0.0, due - time.perf_counter())):
                 return
             save = save_every > 0 and n % save_every == save_every - 1
@@ -185,7 +188,7 @@ def hostile_traffic(
     transports = {p: make_transport(p, *urls) for p in ("rest", "grpc")}
     try:
         for n in range(10**9):
-            due = ledger.start + n / rate
+            due = ledger.start + (n + 0.5) / rate  # between the other streams' arrivals
             if stop.wait(max(0.0, due - time.perf_counter())):
                 return
             _, body, model = inputs[n % len(inputs)]
@@ -225,10 +228,19 @@ def run(config: SoakConfig, console: Console) -> dict[str, Any]:
         threads = [
             threading.Thread(
                 target=traffic,
-                args=(p, config.rate, config.save_every, frames, (url, target), ledger, stop),
+                args=(
+                    p,
+                    config.rate,
+                    i / len(ALL_PROTOCOLS),
+                    config.save_every,
+                    frames,
+                    (url, target),
+                    ledger,
+                    stop,
+                ),
                 name=f"soak-{p}",
             )
-            for p in ALL_PROTOCOLS
+            for i, p in enumerate(ALL_PROTOCOLS)
         ]
         threads.append(
             threading.Thread(
