@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from client.engine import Engine
@@ -56,36 +57,37 @@ def test_the_gui_engine_recovers_when_both_services_restart(tmp_path: Path) -> N
         engine.stop()
 
 
+def stop_if_running(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
 def test_the_benchmark_rides_out_a_restart_and_counts_the_outage(tmp_path: Path) -> None:
     rest_port, grpc_port = free_port(), free_port()
     env = serve_env(tmp_path, rest_port, grpc_port)
     out = tmp_path / "bench"
-    first = ServiceProcess("facewire.serve", env)
-    first.both_addresses()
-    bench = subprocess.Popen(
-        [sys.executable, "-m", "client.bench", "--out", str(out),
-         "--rest-url", f"http://127.0.0.1:{rest_port}", "--grpc-target", f"127.0.0.1:{grpc_port}",
-         "--protocols", "grpc,rest", "--models", "haar", "--concurrency", "1",
-         "--window", "0.5", "--stable-windows", "14", "--max-windows", "14", "--warmup", "0.2",
-         "--frames", "4"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
+    with ExitStack() as cleanup:
+        first = cleanup.enter_context(ServiceProcess("facewire.serve", env))
+        first.both_addresses()
+        bench = subprocess.Popen(
+            [sys.executable, "-m", "client.bench", "--out", str(out),
+             "--rest-url", f"http://127.0.0.1:{rest_port}",
+             "--grpc-target", f"127.0.0.1:{grpc_port}",
+             "--protocols", "grpc,rest", "--models", "haar", "--concurrency", "1",
+             "--window", "0.5", "--stable-windows", "14", "--max-windows", "14",
+             "--warmup", "0.2", "--frames", "4"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        cleanup.callback(stop_if_running, bench)  # whatever fails, nothing is left running
         # Restart the services once the run has had a few gRPC answers.
         wait_for(lambda: first.output.count("grpc frame_id") >= 5, 60, "gRPC answers")
         assert first.stop() == 0
-        second = ServiceProcess("facewire.serve", env)
-        try:
-            second.both_addresses()
-            second.wait_for_output(r"grpc frame_id", timeout=60)  # the benchmark is back
-            output, _ = bench.communicate(timeout=180)
-        finally:
-            assert second.stop() == 0
-    finally:
-        if bench.poll() is None:
-            bench.kill()
-            bench.communicate()
-        first._close()
+        second = cleanup.enter_context(ServiceProcess("facewire.serve", env))
+        second.both_addresses()
+        second.wait_for_output(r"grpc frame_id", timeout=60)  # the benchmark is back
+        output, _ = bench.communicate(timeout=180)
+        assert second.stop() == 0
     assert bench.returncode == 0, output
     points = json.loads((out / "results.json").read_text())["points"]
     assert {p["protocol"] for p in points} == {"grpc", "rest"}

@@ -33,46 +33,45 @@ def test_kill_9_in_the_middle_of_saves_loses_nothing_answered(
     tmp_path: Path, face: Fixture
 ) -> None:
     env = {"FACEWIRE_REST_PORT": "0", "FACEWIRE_STORAGE_DIR": str(tmp_path)}
-    first = ServiceProcess("rest_service", env)
-    url = f"http://{first.address()}"
-    wait_for(lambda: rest_ready(url), what="the service to be ready")
-    answered: list[str] = []
-    stop = threading.Event()
+    with ServiceProcess("rest_service", env) as first:  # stopped whatever fails
+        url = f"http://{first.address()}"
+        wait_for(lambda: rest_ready(url), what="the service to be ready")
+        answered: list[str] = []
+        stop = threading.Event()
 
-    def save_forever() -> None:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            while not stop.is_set():
-                try:
-                    reply = client.post("/v1/detect", params={"save": "true"}, content=face.data)
-                except httpx.TransportError:
-                    return  # the service is gone
-                if reply.status_code == 200:
-                    answered.append(reply.json()["saved_image"])
+        def save_forever() -> None:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                while not stop.is_set():
+                    try:
+                        reply = client.post(
+                            "/v1/detect", params={"save": "true"}, content=face.data
+                        )
+                    except httpx.TransportError:
+                        return  # the service is gone
+                    if reply.status_code == 200:
+                        answered.append(reply.json()["saved_image"])
 
-    savers = [threading.Thread(target=save_forever) for _ in range(4)]
-    for saver in savers:
-        saver.start()
-    try:
-        wait_for(lambda: len(rows_of(tmp_path)) >= 12, timeout=120, what="a dozen saves")
-        first.process.kill()  # SIGKILL while four saves are in flight
-        first.process.wait(30)
-        first._close()
-    finally:
-        stop.set()
+        savers = [threading.Thread(target=save_forever) for _ in range(4)]
         for saver in savers:
-            saver.join(60)
+            saver.start()
+        try:
+            wait_for(lambda: len(rows_of(tmp_path)) >= 12, timeout=120, what="a dozen saves")
+            first.process.kill()  # SIGKILL while four saves are in flight
+            first.process.wait(30)
+        finally:
+            stop.set()
+            for saver in savers:
+                saver.join(60)
     rows = assert_every_row_names_a_complete_image(tmp_path)
     named = {row["image"] for row in rows}
     assert set(answered) <= named  # every save that was answered has its row
     assert len(named) == len(rows)  # and no row twice
 
-    second = ServiceProcess("rest_service", env)  # the restart
-    try:
+    with ServiceProcess("rest_service", env) as second:  # the restart
         url = f"http://{second.address()}"
         wait_for(lambda: rest_ready(url), what="the restarted service to be ready")
         reply = httpx.post(f"{url}/v1/detect", params={"save": "true"}, content=face.data)
         assert reply.status_code == 200
-    finally:
         assert second.stop() == 0
     after = assert_every_row_names_a_complete_image(tmp_path)
     assert len(after) == len(rows) + 1
