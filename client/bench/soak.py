@@ -16,6 +16,7 @@ image. It writes ``soak.json``, ``soak.md`` and ``soak.png`` into ``--out`` and 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -253,7 +254,11 @@ def run(config: SoakConfig, console: Console) -> dict[str, Any]:
             thread.start()
         end = ledger.start + config.duration_s
         reported = 0
-        while not stop.wait(min(config.interval_s, max(0.0, end - time.perf_counter()))):
+        for k in itertools.count():
+            # Memory is sampled mid-interval: one sample in each, however the loop drifts.
+            sample_at = min(end, ledger.start + (k + 0.5) * config.interval_s)
+            if stop.wait(max(0.0, sample_at - time.perf_counter())):
+                break
             ledger.sample_memory(services)
             for index in range(reported, len(ledger.intervals) - 1):
                 console.print(progress_line(ledger, index))
