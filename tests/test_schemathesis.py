@@ -25,6 +25,7 @@ def test_no_operation_ever_answers_5xx(tmp_path: Path) -> None:
             [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
              "--checks", "not_a_server_error", "--max-examples", "30", "--seed", "1",
              "--request-timeout", "30", "--report", "junit", "--report-dir", str(tmp_path)],
+            cwd=tmp_path,  # schemathesis keeps a cache in .schemathesis/ where it runs
             capture_output=True,
             text=True,
             timeout=600,
