@@ -269,7 +269,8 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                 results.add("limit throughput /s", "all", limit)
 
             progress("P4: model echo, facewire against bare servers")
-            with bare_servers(workdir) as (bare_url, bare_target):
+            with bare_servers(workdir) as (bare_url, bare_target, bare_rest, bare_grpc):
+                bare_children = {"rest": bare_rest, "grpc": bare_grpc}
                 bare = LoadPool(2, [image], bare_url, bare_target)
                 ours = LoadPool(2, [image], url, target)
                 try:
@@ -284,26 +285,36 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                             )
                     for r in range(plan.rounds):
                         for protocol in _turn(UNARY, r):
-                            mine = _window(
-                                ours,
-                                protocol,
-                                "echo",
-                                plan.echo_concurrency,
-                                seconds=plan.window_s,
-                                seed=r,
-                            )
-                            theirs = _window(
-                                bare,
-                                protocol,
-                                "echo",
-                                plan.echo_concurrency,
-                                seconds=plan.window_s,
-                                seed=r,
-                            )
+                            sides = [
+                                ("ours", ours, children[protocol]),
+                                ("bare", bare, bare_children[protocol]),
+                            ]
+                            if r % 2:
+                                sides.reverse()  # A B, then B A: neither always goes first
+                            windows, cpu_ms = {}, {}
+                            for side, side_pool, server in sides:
+                                cpu_before = server.cpu_s()
+                                window = _window(
+                                    side_pool,
+                                    protocol,
+                                    "echo",
+                                    plan.echo_concurrency,
+                                    seconds=plan.window_s,
+                                    seed=r,
+                                )
+                                used = server.cpu_s() - cpu_before
+                                windows[side] = window
+                                cpu_ms[side] = 1000 * used / max(1, window.completed)
+                            mine, theirs = windows["ours"], windows["bare"]
                             _count(results, _service_of(protocol), mine)
                             results.add("P4", protocol, _throughput(mine) / _throughput(theirs))
                             results.add("echo /s", protocol, _throughput(mine))
                             results.add("bare echo /s", protocol, _throughput(theirs))
+                            # Steadier than throughput on a shared machine: the server's
+                            # own CPU per answer, bare's ÷ ours (1 = as lean as bare).
+                            results.add("P4 CPU", protocol, cpu_ms["bare"] / cpu_ms["ours"])
+                            results.add("echo server CPU ms", protocol, cpu_ms["ours"])
+                            results.add("bare echo server CPU ms", protocol, cpu_ms["bare"])
                 finally:
                     bare.close()
                     ours.close()
@@ -334,7 +345,7 @@ def measure_against_bare_core(
 ) -> None:
     """P2 and P3 for our services and, paired window by window, for bare frameworks
     serving the same core (``bare --core``): their difference is what our adapters cost."""
-    with bare_servers(workdir, core=True) as (url, target):
+    with bare_servers(workdir, core=True) as (url, target, _, _):
         bare = LoadPool(1, [image], url, target)
         try:
             for protocol in UNARY:

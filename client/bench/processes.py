@@ -56,6 +56,11 @@ class Child:
         )
         return kib / 1024
 
+    def cpu_s(self) -> float:
+        """CPU seconds the process has used so far, all threads, user and system."""
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int:
         """SIGTERM, 30 s to drain, then SIGKILL; returns the exit status (0: drained)."""
         if self.popen.poll() is None:
@@ -103,7 +108,7 @@ def facewire_services(
 
 
 @contextlib.contextmanager
-def bare_servers(workdir: Path, *, core: bool = False) -> Iterator[tuple[str, str]]:
+def bare_servers(workdir: Path, *, core: bool = False) -> Iterator[tuple[str, str, Child, Child]]:
     rest_port, grpc_port = free_port(), free_port()
     extra, tag = (["--core"], "-core") if core else ([], "")
     module = ["-m", "client.bench.bare"]
@@ -115,7 +120,7 @@ def bare_servers(workdir: Path, *, core: bool = False) -> Iterator[tuple[str, st
     try:
         rest.wait_until(lambda: _http_answers(url), "the bare REST server")
         bare_grpc.wait_until(lambda: _grpc_connects(target), "the bare gRPC server")
-        yield url, target
+        yield url, target, rest, bare_grpc
     finally:
         rest.stop()
         bare_grpc.stop()
