@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     grace_period_s: PositiveFloat = Field(
         10.0, description="Seconds in-flight requests get to finish on SIGTERM/SIGINT."
     )
+    opentelemetry: bool = Field(
+        False,
+        description="REST: FastAPI's native OpenTelemetry (traces, metrics and logs to the "
+        "global providers you configure); off by default, /metrics is Prometheus.",
+    )
     log_level: LogLevel = Field("info", description="Logging level; 'debug' logs every request.")
 
     @model_validator(mode="after")
