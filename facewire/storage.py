@@ -218,36 +218,28 @@ class FrameStore:
         name = f"{now:%Y%m%dT%H%M%S%fZ}_{record.protocol}_{secrets.token_hex(4)}.jpg"
         start = time.perf_counter_ns()
         image = self._encode(frame)
-        if self.quota.limited:
-            return self._save_within_quota(name, image, record, now, start)
-        path = self._write_image(name, image)
-        line = self._line(record, now, name, start)
-        try:
-            self._append(line)
-        except StorageError:
-            _remove_quietly(path)  # no image without its row
-            raise
-        return name
-
-    def _save_within_quota(
-        self, name: str, image: bytes, record: Record, now: datetime, start: int
-    ) -> str:
-        """``save`` with the check, the image, the row and the new usage all under the
-        lock: two savers can never both take the last free place."""
+        if not self.quota.limited:
+            self._store(name, image, record, now, start)
+            return name
+        # The check, the image, the row and the new usage all under the lock: two savers
+        # (threads or processes) can never both take the last free place.
         with self._lock:
             usage = self._read_usage()
             refusal = self.quota.refusal(usage, len(image))
             if refusal is not None:
                 raise QuotaExceeded(f"{refusal}; the frame was not saved")
-            path = self._write_image(name, image)
-            line = self._line(record, now, name, start)
-            try:
-                self._append(line)
-            except StorageError:
-                _remove_quietly(path)
-                raise
+            self._store(name, image, record, now, start)
             self._write_usage(Usage(usage.images + 1, usage.bytes + len(image)))
         return name
+
+    def _store(self, name: str, image: bytes, record: Record, now: datetime, start: int) -> None:
+        """The image, then its row; no image stays behind without its row."""
+        path = self._write_image(name, image)
+        try:
+            self._append(self._line(record, now, name, start))
+        except StorageError:
+            _remove_quietly(path)
+            raise
 
     @staticmethod
     def _line(record: Record, now: datetime, name: str, start: int) -> str:
@@ -275,7 +267,7 @@ class FrameStore:
     def _append(self, line: str) -> None:
         payload = line.encode()
         try:
-            with self._lock:  # re-entrant: _save_within_quota already holds it
+            with self._lock:  # re-entrant: a save within a quota already holds it
                 fd = os.open(self.csv_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     self._append_locked(fd, payload)

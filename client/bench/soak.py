@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,18 @@ def hostile_inputs(face: bytes, rng: random.Random) -> list[tuple[str, bytes, st
     ]
 
 
+def schedule(
+    start: float, rate: float, phase: float, stop: threading.Event
+) -> Iterator[tuple[int, float]]:
+    """(n, due time) for the n-th request at ``rate`` per second, ``phase`` periods in,
+    each yielded once its time has come; ends when ``stop`` is set."""
+    for n in itertools.count():
+        due = start + (n + phase) / rate
+        if stop.wait(max(0.0, due - time.perf_counter())):
+            return
+        yield n, due
+
+
 def traffic(
     protocol: ProtocolName,
     rate: float,
@@ -157,10 +170,7 @@ def traffic(
     instead of all arriving at once."""
     transport = make_transport(protocol, *urls)
     try:
-        for n in range(10**9):
-            due = ledger.start + (n + phase) / rate
-            if stop.wait(max(0.0, due - time.perf_counter())):
-                return
+        for n, due in schedule(ledger.start, rate, phase, stop):
             save = save_every > 0 and n % save_every == save_every - 1
             frame_id = f"soak-{protocol}-{n}"
             error, saved = None, None
@@ -188,10 +198,8 @@ def hostile_traffic(
     inputs = hostile_inputs(face, rng)
     transports = {p: make_transport(p, *urls) for p in ("rest", "grpc")}
     try:
-        for n in range(10**9):
-            due = ledger.start + (n + 0.5) / rate  # between the other streams' arrivals
-            if stop.wait(max(0.0, due - time.perf_counter())):
-                return
+        # Half a period in: between the other streams' arrivals.
+        for n, due in schedule(ledger.start, rate, 0.5, stop):
             _, body, model = inputs[n % len(inputs)]
             transport = transports["rest" if n % 2 else "grpc"]
             try:
