@@ -8,11 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
-from starlette.routing import Route
 
 import facewire
 from facewire.dataplane import DataPlane
@@ -23,6 +23,7 @@ from facewire.settings import Settings
 from rest_service.auth import BearerAuth
 from rest_service.body import read_image
 from rest_service.errors import install_error_handlers
+from rest_service.fastpath import FastPath
 from rest_service.oip import create_router
 from rest_service.schemas import DetectResponse, ErrorResponse, to_json_bytes
 
@@ -115,15 +116,15 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
     install_error_handlers(app)
-    if settings.auth_token is not None:
-        app.add_middleware(BearerAuth, token=settings.auth_token.get_secret_value())
 
     async def detect(request: Request) -> Response:
         # Parameters are read here rather than declared to FastAPI, whose per-request
         # parameter and response-model machinery cost more than the rest of this path
         # (docs/performance.md); _PARAMETERS documents them in the OpenAPI schema.
         start = time.perf_counter_ns()
-        query = request.query_params
+        query = dict(
+            parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        )
         model = query.get("model", Model.HAAR.value)
         label = model if model in MODEL_NAMES else "invalid"  # never client text as a label
         try:
@@ -150,11 +151,6 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         )
         return Response(to_json_bytes(result), media_type="application/json")
 
-    # The same endpoint twice: a plain Starlette route, first in the table, serves it,
-    # and the FastAPI route behind it only documents it. FastAPI's per-request
-    # dependency solving costs 20 µs, a third of an echo request's time in the app
-    # (docs/performance.md); errors still reach the exception handlers either way.
-    app.router.routes.insert(0, Route("/v1/detect", detect, methods=["POST"]))
     app.post(
         "/v1/detect",
         response_model=DetectResponse,
@@ -162,6 +158,11 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         openapi_extra={**_IMAGE_BODY, "parameters": _PARAMETERS},
         summary="Detect faces in one image",
     )(detect)
+    # The route documents the endpoint; FastPath serves it, ahead of FastAPI's routing.
+    # The token check is added after it and so wraps it (the last added is outermost).
+    app.add_middleware(FastPath, method="POST", path="/v1/detect", endpoint=detect)
+    if settings.auth_token is not None:
+        app.add_middleware(BearerAuth, token=settings.auth_token.get_secret_value())
 
     app.include_router(create_router(settings, dataplane))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.requests import Request
 
 from facewire.errors import (
     FacewireError,
@@ -47,14 +48,18 @@ def connection_headers(exc: FacewireError) -> dict[str, str] | None:
     return None
 
 
+def error_response(request: Request, exc: FacewireError) -> JSONResponse:
+    status = http_status(exc)
+    log.debug("%s %s -> %d %s", request.method, request.url.path, status, exc.message)
+    return JSONResponse(
+        {"detail": exc.message}, status_code=status, headers=connection_headers(exc)
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_facewire_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, FacewireError)
-        status = http_status(exc)
-        log.debug("%s %s -> %d %s", request.method, request.url.path, status, exc.message)
-        return JSONResponse(
-            {"detail": exc.message}, status_code=status, headers=connection_headers(exc)
-        )
+        return error_response(request, exc)
 
     async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error in %s %s", request.method, request.url.path)

@@ -12,6 +12,8 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import pytest
 
+from facewire.dataplane import DataPlane
+from facewire.messages import DetectionRequest, DetectionResult
 from facewire.settings import Settings
 from tests.cases import LIMIT, BadCase, assert_clean_message, bad_case_ids, bad_cases
 from tests.conftest import Fixture, assert_face_near
@@ -249,3 +251,22 @@ def test_fastapi_opentelemetry_is_consulted_only_when_turned_on(
             assert reply.status_code == 200
         per_request = (len(asked) - before) / 3
     assert (per_request >= 1) is opentelemetry
+
+
+def test_an_unexpected_error_is_a_500_and_the_service_serves_on(
+    tmp_path: Path, face: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug inside the core reaches the 500 handler, which is outside FastPath."""
+    settings = Settings(storage_dir=tmp_path, threads=1)
+    dataplane = DataPlane.from_settings(settings, "rest")
+
+    def broken(request: DetectionRequest) -> DetectionResult:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(dataplane.pipeline, "echo", broken)
+    with rest_server(settings, dataplane) as url:
+        reply = httpx.post(f"{url}/v1/detect", params={"model": "echo"}, content=face.data)
+        assert reply.status_code == 500
+        assert reply.json() == {"detail": "internal server error"}
+        # uvicorn closes that connection after an unhandled error; the service serves on.
+        assert httpx.post(f"{url}/v1/detect", content=face.data, timeout=30).json()["boxes"]
