@@ -222,3 +222,4 @@ def register(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
             response_serializer=response_kind.SerializeToString,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # as generated code does

@@ -49,6 +49,7 @@ def _register(servicer: FaceDetectionServicer, server: grpc.aio.Server) -> None:
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # as generated code does
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Bare servers: the same frameworks and settings as the services, without our adapters.
 
 ``python -m client.bench.bare rest PORT`` is a plain ASGI app under uvicorn with the REST
-service's own uvicorn settings; ``... grpc PORT`` is a plain ``grpc.aio`` server with one
-generic ``Detect`` handler on raw bytes. Each answers at once with the bytes facewire
-would send for model ``echo`` (made once at start-up), so the facewire client parses the
-same reply from either: P4's reference.
+service's own uvicorn settings; ``... grpc PORT`` is a plain ``grpc.aio`` server with a
+plain servicer, registered by the generated code. Each answers at once with what
+facewire would send for model ``echo`` (made once at start-up), so the facewire client
+parses the same reply from either: P4's reference.
 
 With ``--core`` they hand each request to the shared core instead (``DataPlane.detect``
 on the same settings) and answer with its result: the least code that can serve the
@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,8 +29,8 @@ from facewire.errors import FacewireError
 from facewire.messages import DetectionRequest, DetectionResult, Model
 from facewire.settings import Settings
 from facewire.v1 import face_detection_pb2 as pb
+from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from grpc_service.converters import result_to_pb
-from grpc_service.server import SERVICE_NAME
 from rest_service.schemas import to_json_bytes
 from rest_service.server import DrainingServer, bind_socket, uvicorn_config
 
@@ -71,26 +71,40 @@ def rest_app(answer: Answer | None) -> Callable[[Scope, Receive, Send], Awaitabl
     return app
 
 
+class BareServicer(pb_grpc.FaceDetectionServicer):
+    """A plain grpcio servicer, registered by the generated code (which parses each
+    request and serializes each answer with protobuf), answering at once: P4's
+    reference as the issue names it. With ``plane`` it runs the core instead."""
+
+    def __init__(self, plane: DataPlane | None) -> None:
+        self.plane = plane
+        self.fixed = result_to_pb(ECHO, "grpc")
+
+    async def Detect(  # noqa: N802 (the name is the RPC's)
+        self, request: pb.DetectRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DetectResponse:
+        if self.plane is None:
+            return self.fixed
+        core = DetectionRequest(request.image, model=Model.parse(request.model))
+        return result_to_pb(await self.plane.detect(core), "grpc")
+
+    async def DetectStream(  # noqa: N802 (the name is the RPC's)
+        self,
+        request_iterator: AsyncIterator[pb.DetectRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.DetectResponse]:
+        async for request in request_iterator:
+            yield await self.Detect(request, context)
+
+
 async def _grpc(port: int, settings: Settings, plane: DataPlane | None) -> None:
-    fixed = result_to_pb(ECHO, "grpc").SerializeToString()
-
-    async def detect(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        if plane is None:
-            return fixed
-        message = pb.DetectRequest.FromString(raw)
-        request = DetectionRequest(message.image, model=Model.parse(message.model))
-        return result_to_pb(await plane.detect(request), "grpc").SerializeToString()
-
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.read_limit_bytes),
             ("grpc.max_send_message_length", settings.read_limit_bytes),
         ]
     )
-    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(detect)
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE_NAME, {"Detect": handler}),)
-    )
+    pb_grpc.add_FaceDetectionServicer_to_server(BareServicer(plane), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     if plane is not None:
         await asyncio.to_thread(plane.start)
