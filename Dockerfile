@@ -32,7 +32,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
 CMD ["python", "-m", "rest_service"]
 
 FROM base AS grpc
-EXPOSE 50051
+EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-m", "grpc_service.healthcheck", "127.0.0.1:50051"]
 CMD ["python", "-m", "grpc_service"]

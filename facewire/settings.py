@@ -26,6 +26,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address both services listen on.")
     rest_port: int = Field(8001, ge=0, le=65535, description="REST port (0 picks a free one).")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    grpc_metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Where the gRPC service serves its Prometheus metrics over HTTP "
+        "(GET /metrics; https with the TLS pair); 0 picks a free one; unset: not served. "
+        "REST serves /metrics on its own port.",
+    )
     storage_dir: Path | None = Field(
         None, description="Where saved frames and records.csv go; default storage/<protocol>."
     )

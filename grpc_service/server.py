@@ -20,6 +20,7 @@ from facewire.v1 import face_detection_pb2 as pb
 from grpc_service import oip
 from grpc_service.auth import BearerAuthInterceptor
 from grpc_service.converters import parse_request
+from grpc_service.metrics_http import MetricsHttp
 from grpc_service.servicer import FaceDetectionServicer
 from grpc_service.streams import StreamSlots
 
@@ -60,10 +61,13 @@ class GrpcService:
     health: health.aio.HealthServicer
     dataplane: DataPlane
     port: int
+    metrics: MetricsHttp | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(self.dataplane.start)
         await self.server.start()
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.start)
         for name in ("", SERVICE_NAME, oip.SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -74,6 +78,8 @@ class GrpcService:
         self.dataplane.drain()
         await self._settle(min(grace, SETTLE_MAX_S))
         await self.server.stop(grace)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         return await asyncio.to_thread(self.dataplane.close, CLOSE_TIMEOUT_S)
 
     async def _settle(self, limit: float) -> None:
@@ -124,7 +130,10 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
         port = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
     else:
         port = server.add_insecure_port(address)
-    return GrpcService(server, health_servicer, dataplane, port)
+    metrics = None
+    if settings.grpc_metrics_port is not None:
+        metrics = MetricsHttp(settings, dataplane.metrics.registry)
+    return GrpcService(server, health_servicer, dataplane, port, metrics)
 
 
 async def serve(settings: Settings) -> None:
@@ -132,6 +141,8 @@ async def serve(settings: Settings) -> None:
     address = f"{url_host(settings.host)}:{service.port}" + (" (TLS)" if settings.tls else "")
     logs.log_startup(log, "facewire gRPC", address, settings, grpcio=grpc.__version__)
     await service.start()
+    if service.metrics is not None:
+        log.info("facewire gRPC metrics on %s", service.metrics.url)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

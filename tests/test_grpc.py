@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
+import httpx
 import pytest
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,6 +18,7 @@ from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests.cases import LIMIT, BadCase, assert_clean_message, bad_case_ids, bad_cases
 from tests.conftest import Fixture, assert_face_near
+from tests.servers import ServiceProcess
 
 CODES = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
@@ -221,3 +225,37 @@ def test_malformed_messages_are_invalid_argument_not_unknown(
     assert len(replies) == 3
     assert replies[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert len(replies[0].boxes) == len(replies[2].boxes) == 1
+
+
+def test_the_grpc_process_serves_its_metrics_over_http(tmp_path: Path, face: Fixture) -> None:
+    """FACEWIRE_GRPC_METRICS_PORT: what the servicers count, for Prometheus to scrape;
+    it stops with the service, which still exits 0."""
+    env = {
+        "FACEWIRE_GRPC_PORT": "0",
+        "FACEWIRE_GRPC_METRICS_PORT": "0",
+        "FACEWIRE_STORAGE_DIR": str(tmp_path),
+        "FACEWIRE_THREADS": "1",
+    }
+    with ServiceProcess("grpc_service", env) as service:
+        target = service.address()
+        url = service.wait_for_output(r"metrics on (http://[\d.]+:\d+/metrics)").group(1)
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.FaceDetectionStub(channel)
+            assert len(stub.Detect(pb.DetectRequest(image=face.data), timeout=30).boxes) == 1
+            with pytest.raises(grpc.RpcError):
+                stub.Detect(pb.DetectRequest(image=b""), timeout=30)
+            streamed = list(stub.DetectStream(iter([pb.DetectRequest(image=face.data)])))
+            assert len(streamed) == 1
+        reply = httpx.get(url, timeout=10)
+        assert service.stop() == 0, service.output
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    text = reply.text
+    assert 'facewire_requests_total{model="haar",protocol="grpc",status="ok"} 1.0' in text
+    assert (
+        'facewire_requests_total{model="haar",protocol="grpc",status="invalid_input"} 1.0' in text
+    )
+    assert 'facewire_requests_total{model="haar",protocol="grpc-stream",status="ok"} 1.0' in text
+    assert 'facewire_stage_duration_seconds_count{protocol="grpc",stage="detect"} 1.0' in text
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url, timeout=2)  # stopped with the service

@@ -249,12 +249,17 @@ def test_the_services_say_they_listen_over_tls(tmp_path: Path, pair: Pair, face:
         "FACEWIRE_THREADS": "1",
         "FACEWIRE_TLS_CERT_FILE": str(pair.cert),
         "FACEWIRE_TLS_KEY_FILE": str(pair.key),
+        "FACEWIRE_GRPC_METRICS_PORT": "0",
     }
     with ServiceProcess("facewire.serve", env) as both:
         rest_url, target = both.both_addresses()
         assert rest_url.startswith("https://")
         assert f"gRPC listening on {target} (TLS)" in both.output
         verify = ssl.create_default_context(cafile=pair.cert)
+        metrics = both.wait_for_output(r"metrics on (https://[\d.]+:\d+/metrics)").group(1)
+        assert "facewire_requests_total" in httpx.get(metrics, verify=verify, timeout=10).text
+        with pytest.raises(httpx.TransportError):
+            httpx.get(metrics.replace("https://", "http://"), timeout=5)  # nothing in clear
 
         def rest_ready() -> bool:
             try:
