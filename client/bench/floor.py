@@ -66,8 +66,13 @@ def measure_floor(frames: list[bytes], model: str, seconds: float = 2.0) -> dict
         "all_cores_throughput": throughput,
         "cores": float(cores()),
         # The ideal: every core busy with nothing but the pipeline.
-        "limit_throughput": cores() / (statistics.fmean(times) / 1000),
+        "limit_throughput": limit_throughput(times),
     }
+
+
+def limit_throughput(single_thread_ms: list[float]) -> float:
+    """The ideal throughput: every core running the pipeline and nothing else."""
+    return cores() / (statistics.fmean(single_thread_ms) / 1000)
 
 
 def _all_cores(pipeline: Pipeline, requests: list[DetectionRequest], seconds: float) -> float:

@@ -32,13 +32,12 @@ from rich.table import Table
 
 from client import xvfb
 from client.bench import machine
-from client.bench.floor import time_per_frame
+from client.bench.floor import limit_throughput, time_per_frame
 from client.bench.load import WindowResult, WindowSpec
 from client.bench.measure import summarise
 from client.bench.processes import Child, bare_servers, facewire_services
 from client.bench.runner import CPU_LIMIT, LoadPool
 from client.transports import PROTOCOLS, ProtocolName, TransportError, make_transport
-from facewire.dataplane import cpu_count
 from facewire.detector import FaceDetector
 from facewire.messages import DetectionRequest, DetectionResult
 from facewire.pipeline import Pipeline
@@ -257,14 +256,16 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                     level4[each] = _window(pool, each, "haar", 4, seconds=plan.window_s, seed=r)
                     floors.append(floor.measure(plan.floor_s))
                 single_p50 = statistics.median(before + floors[0])
-                limit = _limit(floors[0] + floors[-1])
+                limit = limit_throughput(floors[0] + floors[-1])
                 for k, protocol in enumerate(_turn(PROTOCOLS, r)):
                     for window in (level1[protocol], level4[protocol]):
                         _count(results, _service_of(protocol), window)
                     one, four = _summary(level1[protocol]), _summary(level4[protocol])
                     server = one["server_ms"]
                     assert isinstance(server, dict)
-                    around = _limit(floors[k] + floors[k + 1])  # just before and just after
+                    around = limit_throughput(
+                        floors[k] + floors[k + 1]
+                    )  # just before and just after
                     results.add("P1", protocol, float(four["throughput"]) / around)  # type: ignore[arg-type]
                     results.add("P2", protocol, _p50(one, "overhead_ms") + server["queue"])
                     results.add("P3", protocol, _p50(one) / single_p50)
@@ -436,11 +437,6 @@ def measure_gui(url: str, target: str, seconds: float, results: Results, workdir
     results.add("P6", "window fps", rates["fps"])
     for protocol, rate in rates["updates_per_s"].items():
         results.add("P6", f"{protocol} overlay updates/s", rate)
-
-
-def _limit(single_thread_ms: list[float]) -> float:
-    """The ideal throughput: every core running the pipeline and nothing else."""
-    return cpu_count() / (statistics.fmean(single_thread_ms) / 1000)
 
 
 def _throughput(window: WindowResult) -> float:
