@@ -8,7 +8,7 @@ from typing import cast
 
 import cv2
 
-from facewire.detector import FaceDetector, Lend, Rect
+from facewire.detector import FaceDetector, FaceRect, Lend
 from facewire.errors import Forbidden, InvalidInput, PayloadTooLarge
 from facewire.imaging import BGRImage, GrayImage, decode_bgr, decode_gray, probe
 from facewire.messages import (
@@ -85,8 +85,8 @@ def gray_detector_input(
     return square, where, full
 
 
-def to_frame_boxes(rects: list[Rect]) -> tuple[Box, ...]:
-    """Detector rectangles rescaled into the FRAME_SIZE frame, rounded and clipped."""
+def to_frame_boxes(rects: list[FaceRect]) -> tuple[Box, ...]:
+    """Detector rectangles rescaled into the FRAME_SIZE frame, then rounded and clipped."""
     scale = FRAME_SIZE / DETECT_SIZE
     boxes = []
     for x, y, w, h in rects:

@@ -264,5 +264,8 @@ def test_make_perf_quick_measures_every_target(tmp_path: Path) -> None:
     assert all(row["value"] > 0 for row in report["targets"])
     assert report["errors"] == {}
     assert report["served"]["rest"] >= 300  # P7's reading came after the asked-for requests
-    assert report["notes"]["P8 boxes"] == {"face_1280x720.jpg": 3, "noface_1280x720.jpg": 0}
+    # P8's condition: the same boxes, within 2 px, on every fixture
+    boxes = report["notes"]["P8 boxes"]
+    assert set(boxes) == {"face_1280x720.jpg", "noface_1280x720.jpg"}
+    assert all(px is not None and px <= 2 for px in boxes.values()), boxes
     assert "| P1 | rest |" in (tmp_path / "perf.md").read_text()

@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 FACE = FIXTURES / "face_1280x720.jpg"
 UNARY: tuple[ProtocolName, ...] = ("rest", "grpc")
+#: P8's condition: our boxes within this many pixels of the colour pipeline's.
+P8_BOX_PX = 2
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ TARGETS = (
            {"window fps": 20, "rest overlay updates/s": 5, "grpc overlay updates/s": 5}, True),
     Target("P7", "resident memory after the run's requests ÷ after the first 100",
            {"all": 1.1}, False),
-    Target("P8", "single-thread pipeline time ÷ the straightforward colour pipeline's",
+    Target("P8", "single-thread pipeline time ÷ the straightforward colour pipeline's "
+           f"(met only with its boxes within {P8_BOX_PX} px on every fixture)",
            {"all": 0.9}, False),
 )  # fmt: skip
 
@@ -113,6 +116,8 @@ class Results:
     notes: dict[str, object] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
     served: Counter[str] = field(default_factory=Counter)  # requests answered, by service
+    #: Targets whose condition beside the ratio failed (P8: its boxes), with why.
+    unmet: dict[str, str] = field(default_factory=dict)
 
     def add(self, key: str, name: str, value: float) -> None:
         self.values.setdefault(key, {}).setdefault(name, []).append(value)
@@ -183,7 +188,11 @@ def measure_p8(image: bytes, plan: Plan, results: Results) -> None:
             results.add("P8", "all", times["ours"] / times["colour"])
     finally:
         cv2.setNumThreads(threads)
-    results.notes["P8 boxes"] = _fixture_agreement(ours, colour)
+    agreement = _fixture_agreement(ours, colour)
+    results.notes["P8 boxes"] = agreement
+    off = {name: px for name, px in agreement.items() if px is None or px > P8_BOX_PX}
+    if off:
+        results.unmet["P8"] = f"boxes beyond {P8_BOX_PX} px (None: a different count): {off}"
 
 
 def _fixture_agreement(ours: Pipeline, colour: Pipeline) -> dict[str, int | None]:
@@ -330,8 +339,8 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                     bare.close()
                     ours.close()
 
-            progress("P2 and P3 against bare frameworks serving the same core")
-            measure_against_bare_core(image, plan, results, workdir, pool, floor)
+            progress("P1, P2 and P3 against bare frameworks serving the same core")
+            measure_against_bare_core(image, plan, results, workdir, (pool, children), floor)
 
             for service, protocol in (("rest", "rest"), ("grpc", "grpc")):
                 missing = plan.p7_requests - results.served[service]
@@ -383,11 +392,19 @@ def measure_p5(
 
 
 def measure_against_bare_core(
-    image: bytes, plan: Plan, results: Results, workdir: Path, ours: LoadPool, floor: Floor
+    image: bytes,
+    plan: Plan,
+    results: Results,
+    workdir: Path,
+    services: tuple[LoadPool, dict[str, Child]],
+    floor: Floor,
 ) -> None:
-    """P2 and P3 for our services and, paired window by window, for bare frameworks
-    serving the same core (``bare --core``): their difference is what our adapters cost."""
-    with bare_servers(workdir, core=True) as (url, target, _, _):
+    """P1, P2 and P3 for our services and, paired window by window, for bare frameworks
+    serving the same core (``bare --core``): their difference is what our adapters cost,
+    and what both miss is the framework's and the machine's."""
+    ours, children = services
+    with bare_servers(workdir, core=True) as (url, target, bare_rest, bare_grpc):
+        bare_children = {"rest": bare_rest, "grpc": bare_grpc}
         bare = LoadPool(1, [image], url, target)
         try:
             for protocol in UNARY:
@@ -405,6 +422,33 @@ def measure_against_bare_core(
                         overhead = _p50(summary, "overhead_ms") + server["queue"]
                         results.add(f"P2 {name}", protocol, overhead)
                         results.add(f"P3 {name}", protocol, _p50(summary) / single_p50)
+                for protocol in _turn(UNARY, r):
+                    sides = [
+                        ("facewire", ours, children[_service_of(protocol)]),
+                        ("bare + core", bare, bare_children[protocol]),
+                    ]
+                    if r % 2:
+                        sides.reverse()  # neither always goes first
+                    floors = [floor.measure(plan.floor_s)]
+                    for name, pool, child in sides:
+                        cpu_before = child.cpu_s()
+                        window = _window(pool, protocol, "haar", 4, seconds=plan.window_s, seed=r)
+                        cpu_ms = 1000 * (child.cpu_s() - cpu_before) / max(1, window.completed)
+                        floors.append(floor.measure(plan.floor_s))
+                        around = floors[-2] + floors[-1]  # just before and just after
+                        if pool is ours:
+                            _count(results, _service_of(protocol), window)
+                        results.add(
+                            f"P1 {name}", protocol, _throughput(window) / limit_throughput(around)
+                        )
+                        # Above 1: the server spends more CPU per frame than the pipeline
+                        # alone on one thread (its framework, its threads, the client's
+                        # interruptions).
+                        results.add(
+                            f"P1 server CPU ÷ floor, {name}",
+                            protocol,
+                            cpu_ms / statistics.median(around),
+                        )
         finally:
             bare.close()
 
@@ -454,7 +498,7 @@ def rows(results: Results) -> list[dict[str, object]]:
             out.append({
                 "target": target.key, "what": target.what, "protocol": name,
                 "value": round(value, 3), "bound": target.bound_text(name),
-                "met": target.met(name, value),
+                "met": target.met(name, value) and target.key not in results.unmet,
                 "rounds": [round(v, 3) for v in results.values[target.key][name]],
             })  # fmt: skip
     return out
@@ -532,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         "measured": results.medians(),
         "notes": results.notes,
         "errors": dict(results.errors),
+        "unmet_conditions": results.unmet,
         "served": dict(results.served),
     }
     (out / "perf.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -539,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(table_rows, console)
     console.print(f"measured: {json.dumps(results.medians())}")
     console.print(f"notes: {json.dumps(results.notes)}; errors: {results.errors or 'none'}")
+    for key, why in results.unmet.items():
+        console.print(f"[red]{key} not met: {why}[/red]")
     console.print(f"results in {out}/ (perf.json, perf.md)")
     return 1 if results.errors else 0
 

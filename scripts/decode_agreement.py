@@ -1,0 +1,96 @@
+"""How closely the fast decodes' boxes follow the colour path's (docs/performance.md).
+
+``python scripts/decode_agreement.py`` runs the pipeline with each decode mode on the
+test fixtures, on re-encodings of the face fixture and on frames of the sample clip,
+and prints a Markdown table: per set, how often the number of boxes differs and how
+often every box edge is within 2 px of the colour path's. Each figure is given with
+the detector's sub-pixel grouping and, in brackets, with whole-pixel grouping (what
+``detectMultiScale`` does).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+from PIL import Image
+
+import facewire.detector
+from client.sources import SampleSource
+from facewire.detector import FaceDetector
+from facewire.messages import DetectionRequest, DetectionResult
+from facewire.pipeline import Pipeline
+from facewire.settings import DecodeMode, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+TOLERANCE_PX = 2
+Edges = list[tuple[int, int, int, int]]
+
+
+def frame_sets() -> dict[str, list[bytes]]:
+    fixtures = [path.read_bytes() for path in sorted(FIXTURES.glob("*.jpg"))]
+    face = cv2.imread(str(FIXTURES / "face_1280x720.jpg"))
+    encodings = [
+        cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, q])[1].tobytes()
+        for q in (75, 80, 85, 90, 95, 100)
+    ]
+    rgb = Image.fromarray(face[:, :, ::-1])
+    for quality, progressive in ((75, False), (85, False), (95, False), (80, True), (95, True)):
+        out = io.BytesIO()
+        rgb.save(out, "JPEG", quality=quality, progressive=progressive)
+        encodings.append(out.getvalue())
+    clip = SampleSource()
+    frames = [
+        cv2.imencode(".jpg", clip.frame(n), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        for n in range(0, 100, 2)
+    ]
+    return {"fixtures": fixtures, "re-encodings": encodings, "sample clip": frames}
+
+
+def edges(result: DetectionResult) -> Edges:
+    return sorted((b.x, b.y, b.x + b.width, b.y + b.height) for b in result.boxes)
+
+
+def worst_edge(a: Edges, b: Edges) -> int | None:
+    """The largest edge difference in pixels; None when the number of boxes differs."""
+    if len(a) != len(b):
+        return None
+    pairs = zip(a, b, strict=True)
+    return max((abs(p - q) for one, two in pairs for p, q in zip(one, two, strict=True)), default=0)
+
+
+def agreement(mode: DecodeMode, frames: list[bytes]) -> tuple[int, int, int]:
+    """(frames whose box count differs, frames within TOLERANCE_PX, worst edge)."""
+    detector = FaceDetector()
+    fast = Pipeline(Settings(decode_mode=mode), detector, None)
+    colour = Pipeline(Settings(decode_mode="colour"), detector, None)
+    worst = [
+        worst_edge(edges(fast.run(DetectionRequest(f))), edges(colour.run(DetectionRequest(f))))
+        for f in frames
+    ]
+    counted = [w for w in worst if w is not None]
+    close = sum(w <= TOLERANCE_PX for w in counted)
+    return len(worst) - len(counted), close, max(counted, default=0)
+
+
+def main() -> None:
+    sets = frame_sets()
+    print("| decode | set | frames | box count differs | within 2 px | worst edge |")
+    print("|---|---|---|---|---|---|")
+    for mode in ("gray", "reduced"):
+        for name, frames in sets.items():
+            sub = agreement(mode, frames)
+            scale = facewire.detector.GROUP_SCALE
+            facewire.detector.GROUP_SCALE = 1  # whole-pixel grouping, as detectMultiScale
+            try:
+                whole = agreement(mode, frames)
+            finally:
+                facewire.detector.GROUP_SCALE = scale
+            cells = " | ".join(f"{s} ({w})" for s, w in zip(sub, whole, strict=True))
+            print(f"| {mode} | {name} | {len(frames)} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
