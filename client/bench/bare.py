@@ -10,6 +10,10 @@ With ``--core`` they hand each request to the shared core instead (``DataPlane.d
 on the same settings) and answer with its result: the least code that can serve the
 pipeline over each framework. The difference between a service and its bare ``--core``
 twin is what our adapters cost; what both pay is the framework's and the machine's.
+
+``... grpc-sync PORT --core`` is the other worker model grpcio offers, for comparison
+only: a synchronous ``grpc.server`` whose handler threads (one per core) run the
+pipeline themselves, with no event loop and no hop to a pipeline thread.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,6 +32,7 @@ import grpc
 from facewire.dataplane import DataPlane
 from facewire.errors import FacewireError
 from facewire.messages import DetectionRequest, DetectionResult, Model
+from facewire.pipeline import Pipeline
 from facewire.settings import Settings
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
@@ -112,18 +118,62 @@ async def _grpc(port: int, settings: Settings, plane: DataPlane | None) -> None:
     await server.wait_for_termination()
 
 
+class SyncCoreServicer(pb_grpc.FaceDetectionServicer):
+    """Runs the pipeline on grpc's own handler thread (``grpc-sync``)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def Detect(  # noqa: N802 (the name is the RPC's)
+        self, request: pb.DetectRequest, context: grpc.ServicerContext
+    ) -> pb.DetectResponse:
+        core = DetectionRequest(request.image, model=Model.parse(request.model))
+        return result_to_pb(self.pipeline.run(core), "grpc")
+
+    def DetectStream(  # noqa: N802 (the name is the RPC's)
+        self, request_iterator: Iterator[pb.DetectRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.DetectResponse]:
+        for request in request_iterator:
+            yield self.Detect(request, context)
+
+
+def _grpc_sync(port: int, settings: Settings, plane: DataPlane) -> None:
+    plane.start()  # loads a cascade per pipeline thread; the handler threads load their own
+    threads = plane.threads
+    server = grpc.server(
+        ThreadPoolExecutor(threads, thread_name_prefix="grpc-handler"),
+        options=[
+            ("grpc.max_receive_message_length", settings.read_limit_bytes),
+            ("grpc.max_send_message_length", settings.read_limit_bytes),
+        ],
+    )
+    pb_grpc.add_FaceDetectionServicer_to_server(SyncCoreServicer(plane.pipeline), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.wait_for_termination()
+
+
 def main(argv: list[str]) -> int:
     if (
         len(argv) not in (2, 3)
-        or argv[0] not in ("rest", "grpc")
+        or argv[0] not in ("rest", "grpc", "grpc-sync")
         or argv[2:] not in ([], ["--core"])
+        or (argv[0] == "grpc-sync" and "--core" not in argv)
     ):
-        print("usage: python -m client.bench.bare {rest,grpc} PORT [--core]", file=sys.stderr)
+        print(
+            "usage: python -m client.bench.bare {rest,grpc} PORT [--core]\n"
+            "       python -m client.bench.bare grpc-sync PORT --core",
+            file=sys.stderr,
+        )
         return 2
     kind, port = argv[0], int(argv[1])
     settings = Settings()
     plane = DataPlane.from_settings(settings, kind) if "--core" in argv else None
-    if kind == "rest":
+    if kind == "grpc-sync":
+        assert plane is not None
+        _grpc_sync(port, settings, plane)
+    elif kind == "rest":
         if plane is not None:
             plane.start()
         answer = plane.detect if plane is not None else None

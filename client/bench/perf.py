@@ -35,7 +35,7 @@ from client.bench import machine
 from client.bench.floor import limit_throughput, time_per_frame
 from client.bench.load import WindowResult, WindowSpec
 from client.bench.measure import summarise
-from client.bench.processes import Child, bare_servers, facewire_services
+from client.bench.processes import Child, bare_servers, bare_sync_grpc, facewire_services
 from client.bench.runner import CPU_LIMIT, LoadPool
 from client.transports import PROTOCOLS, ProtocolName, TransportError, make_transport
 from facewire.detector import FaceDetector
@@ -401,12 +401,19 @@ def measure_against_bare_core(
 ) -> None:
     """P1, P2 and P3 for our services and, paired window by window, for bare frameworks
     serving the same core (``bare --core``): their difference is what our adapters cost,
-    and what both miss is the framework's and the machine's."""
+    and what both miss is the framework's and the machine's. P1 is also taken for
+    grpcio's synchronous server running the core on its handler threads: the other
+    worker model, which REST has no match for."""
     ours, children = services
-    with bare_servers(workdir, core=True) as (url, target, bare_rest, bare_grpc):
+    with (
+        bare_servers(workdir, core=True) as (url, target, bare_rest, bare_grpc),
+        bare_sync_grpc(workdir) as (sync_target, sync_child),
+    ):
         bare_children = {"rest": bare_rest, "grpc": bare_grpc}
         bare = LoadPool(1, [image], url, target)
+        sync = LoadPool(1, [image], url, sync_target)
         try:
+            _window(sync, "grpc", "haar", 4, seconds=plan.window_s / 2)
             for protocol in UNARY:
                 _window(bare, protocol, "haar", 1, seconds=plan.window_s / 2)
             for r in range(plan.rounds):
@@ -427,8 +434,10 @@ def measure_against_bare_core(
                         ("facewire", ours, children[_service_of(protocol)]),
                         ("bare + core", bare, bare_children[protocol]),
                     ]
-                    if r % 2:
-                        sides.reverse()  # neither always goes first
+                    if protocol == "grpc":  # grpcio's other worker model, for comparison
+                        sides.append(("grpc sync + core", sync, sync_child))
+                    k = r % len(sides)
+                    sides = sides[k:] + sides[:k]  # none always goes first
                     floors = [floor.measure(plan.floor_s)]
                     for name, pool, child in sides:
                         cpu_before = child.cpu_s()
@@ -451,6 +460,7 @@ def measure_against_bare_core(
                         )
         finally:
             bare.close()
+            sync.close()
 
 
 def measure_gui(url: str, target: str, seconds: float, results: Results, workdir: Path) -> None:

@@ -126,6 +126,20 @@ def bare_servers(workdir: Path, *, core: bool = False) -> Iterator[tuple[str, st
         bare_grpc.stop()
 
 
+@contextlib.contextmanager
+def bare_sync_grpc(workdir: Path) -> Iterator[tuple[str, Child]]:
+    """grpcio's synchronous server running the core on its handler threads."""
+    port = free_port()
+    argv = ["-m", "client.bench.bare", "grpc-sync", str(port), "--core"]
+    child = Child(argv, {}, workdir / "bare-grpc-sync-core.log")
+    target = f"127.0.0.1:{port}"
+    try:
+        child.wait_until(lambda: _grpc_connects(target), "the bare synchronous gRPC server")
+        yield target, child
+    finally:
+        child.stop()
+
+
 def _http_answers(url: str) -> bool:
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=1.0)
