@@ -61,12 +61,7 @@ class DataPlane:
     def from_settings(cls, settings: Settings, protocol: str) -> DataPlane:
         """The usual assembly: detector, storage folder and pipeline from one settings object."""
         cv2.setNumThreads(settings.opencv_threads)
-        detector = FaceDetector(
-            settings.cascade_path,
-            scale_factor=settings.scale_factor,
-            min_neighbors=settings.min_neighbors,
-            min_size=settings.min_size,
-        )
+        detector = FaceDetector.from_settings(settings)
         quota = Quota(settings.max_stored_images, settings.max_stored_bytes)
         store = FrameStore(settings.storage_dir_for(protocol), settings.save_jpeg_quality, quota)
         problem = store.writable_problem()

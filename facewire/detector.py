@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from facewire.settings import Settings
+
 # cv2.data is not in OpenCV's type stubs; the wheels ship the cascades there.
 DEFAULT_CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
 
@@ -22,11 +24,9 @@ FaceRect = tuple[float, float, float, float]
 Size2 = tuple[int, int]
 #: detectMultiScale's own grouping tolerance (cascadedetect.cpp, GROUP_EPS).
 GROUP_EPS = 0.2
-#: Hits are grouped at this many times their resolution, so that a cluster's average
-#: keeps 1/16 px instead of snapping to the detector's pixel grid, which the rescale to
-#: the 720 frame would magnify 2.4 times. A power of two, so the grouping's similarity
-#: test (a product with GROUP_EPS) picks exactly the clusters it picks at 1×.
-GROUP_SCALE = 16
+#: How far OpenCV's rounded average of a cluster can be from the exact one: half a pixel,
+#: plus float32 error.
+_ROUNDING = 0.5 + 1e-3
 #: A split detection cuts the scale pyramid into about this many pieces per thread, so
 #: that threads pulling pieces finish together even when the cost estimate is off.
 PIECES_PER_THREAD = 4
@@ -50,7 +50,7 @@ def lend_from(pool: Executor) -> Lend:
 
 class FaceDetector:
     """Runs ``detectMultiScale`` with fixed parameters, and groups its hits as it would,
-    but to a sixteenth of a pixel (``GROUP_SCALE``).
+    without rounding the faces to whole pixels (``group_hits``).
 
     ``CascadeClassifier`` keeps mutable scratch state, so sharing one between threads is
     unsafe; each pipeline thread lazily gets its own (about 1 MB, loaded in ~20 ms).
@@ -76,6 +76,15 @@ class FaceDetector:
         self._local = threading.local()
         window = self.classifier().getOriginalWindowSize()  # fail at start-up, not later
         self.window = (int(window[0]), int(window[1]))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FaceDetector:
+        return cls(
+            settings.cascade_path,
+            scale_factor=settings.scale_factor,
+            min_neighbors=settings.min_neighbors,
+            min_size=settings.min_size,
+        )
 
     def _load(self) -> cv2.CascadeClassifier:
         if not self.cascade_path.is_file():
@@ -173,14 +182,56 @@ class FaceDetector:
 
 
 def group_hits(hits: list[Rect], neighbours: int) -> list[FaceRect]:
-    """detectMultiScale's final step: cluster raw hits, keep clusters above ``neighbours``,
-    and average each; done at ``GROUP_SCALE`` times the resolution."""
+    """detectMultiScale's final step: cluster raw hits, keep clusters with more than
+    ``neighbours`` hits (less those nested in a stronger one), and average each.
+
+    OpenCV's ``groupRectangles`` decides which faces there are, exactly as in one
+    ``detectMultiScale`` call, but it rounds each average to a whole pixel, and the
+    rescale to the 720 frame would magnify that 2.4 times. So each face it returns is
+    replaced by the exact average of its cluster: the same clusters, found again here
+    with OpenCV's own similarity test.
+    """
     if neighbours <= 0 or not hits:
         return [(float(x), float(y), float(w), float(h)) for x, y, w, h in hits]
-    k = GROUP_SCALE
-    fine = [(x * k, y * k, w * k, h * k) for x, y, w, h in hits]
-    grouped, _ = cv2.groupRectangles(fine, neighbours, GROUP_EPS)
-    return [(x / k, y / k, w / k, h / k) for x, y, w, h in grouped]
+    kept, _ = cv2.groupRectangles(hits, neighbours, GROUP_EPS)
+    if len(kept) == 0:
+        return []
+    averages = _cluster_averages(np.asarray(hits, dtype=np.int64), neighbours)
+    faces: list[FaceRect] = []
+    for box in np.asarray(kept, dtype=np.float64):
+        distance = np.abs(averages - box).max(axis=1) if len(averages) else np.empty(0)
+        nearest = int(distance.argmin()) if len(distance) else -1
+        exact = averages[nearest] if nearest >= 0 and distance[nearest] <= _ROUNDING else box
+        x, y, w, h = (float(v) for v in exact)
+        faces.append((x, y, w, h))
+    return faces
+
+
+def _cluster_averages(hits: NDArray[np.int64], neighbours: int) -> NDArray[np.float64]:
+    """The unrounded average of every cluster with more than ``neighbours`` hits.
+
+    Clusters are what ``cv::partition`` finds with ``SimilarRects``: the connected
+    groups of hits whose four edges are each within eps × the mean of their smaller
+    sides (the same arithmetic, in doubles)."""
+    x, y, w, h = hits.T
+    delta = GROUP_EPS * (np.minimum.outer(w, w) + np.minimum.outer(h, h)) * 0.5
+    similar = np.abs(np.subtract.outer(x, x)) <= delta
+    for edge in (y, x + w, y + h):
+        similar &= np.abs(np.subtract.outer(edge, edge)) <= delta
+    # Each hit takes the smallest label among its neighbours until nothing changes: the
+    # index of its connected group's first hit.
+    count = len(hits)
+    labels = np.arange(count)
+    while True:
+        spread = np.where(similar, labels, count).min(axis=1)
+        if np.array_equal(spread, labels):
+            break
+        labels = spread
+    sizes = np.bincount(labels, minlength=count)
+    sums = np.stack([np.bincount(labels, column, count) for column in hits.T], axis=1)
+    strong = sizes > neighbours  # only a group's first hit has a size at all
+    averages: NDArray[np.float64] = sums[strong] / sizes[strong, np.newaxis]
+    return averages
 
 
 def _scales(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from typing import cast
@@ -86,14 +87,16 @@ def gray_detector_input(
 
 
 def to_frame_boxes(rects: list[FaceRect]) -> tuple[Box, ...]:
-    """Detector rectangles rescaled into the FRAME_SIZE frame, then rounded and clipped."""
+    """Detector rectangles rescaled into the FRAME_SIZE frame, rounded and clipped. The
+    size is rounded on its own, not as the difference of two rounded edges, so that the
+    cascade's square windows stay square."""
     scale = FRAME_SIZE / DETECT_SIZE
     boxes = []
     for x, y, w, h in rects:
-        left = min(max(int(x * scale + 0.5), 0), FRAME_SIZE)
-        top = min(max(int(y * scale + 0.5), 0), FRAME_SIZE)
-        width = min(int(w * scale + 0.5), FRAME_SIZE - left)
-        height = min(int(h * scale + 0.5), FRAME_SIZE - top)
+        left = min(max(math.floor(x * scale + 0.5), 0), FRAME_SIZE)
+        top = min(max(math.floor(y * scale + 0.5), 0), FRAME_SIZE)
+        width = min(math.floor(w * scale + 0.5), FRAME_SIZE - left)
+        height = min(math.floor(h * scale + 0.5), FRAME_SIZE - top)
         boxes.append(Box(left, top, width, height))
     return tuple(boxes)
 

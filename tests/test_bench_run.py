@@ -268,4 +268,5 @@ def test_make_perf_quick_measures_every_target(tmp_path: Path) -> None:
     boxes = report["notes"]["P8 boxes"]
     assert set(boxes) == {"face_1280x720.jpg", "noface_1280x720.jpg"}
     assert all(px is not None and px <= 2 for px in boxes.values()), boxes
+    assert report["unmet_conditions"] == {}
     assert "| P1 | rest |" in (tmp_path / "perf.md").read_text()

@@ -96,6 +96,13 @@ def test_boxes_are_rescaled_rounded_and_clipped() -> None:
     assert dataclasses.astuple(boxes[1]) == (696, 708, 24, 12)  # clipped to the frame
 
 
+def test_fractional_boxes_stay_square() -> None:
+    # A face from the detector is an average of square hits: its size is rounded once,
+    # for both sides (72.45 -> 72), not as the difference of two rounded edges.
+    (box,) = to_frame_boxes([(10.1875, 20.0, 30.1875, 30.1875)])
+    assert dataclasses.astuple(box) == (24, 48, 72, 72)
+
+
 @pytest.mark.parametrize("convert", ["png", "webp-lossless", "bmp", "gray-png", "rgba-png"])
 def test_other_formats_give_the_same_answer(
     pipeline: Pipeline, face: Fixture, convert: str

@@ -27,9 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
 
+import cv2
 import grpc
 
-from facewire.dataplane import DataPlane
+from facewire.dataplane import DataPlane, cpu_count
+from facewire.detector import FaceDetector
 from facewire.errors import FacewireError
 from facewire.messages import DetectionRequest, DetectionResult, Model
 from facewire.pipeline import Pipeline
@@ -137,17 +139,19 @@ class SyncCoreServicer(pb_grpc.FaceDetectionServicer):
             yield self.Detect(request, context)
 
 
-def _grpc_sync(port: int, settings: Settings, plane: DataPlane) -> None:
-    plane.start()  # loads a cascade per pipeline thread; the handler threads load their own
-    threads = plane.threads
+def _grpc_sync(port: int, settings: Settings) -> None:
+    """No DataPlane: the handler threads run the pipeline, each with its own cascade
+    (loaded by its first request), one thread per core, and no split detection."""
+    cv2.setNumThreads(settings.opencv_threads)
+    pipeline = Pipeline(settings, FaceDetector.from_settings(settings), None)
     server = grpc.server(
-        ThreadPoolExecutor(threads, thread_name_prefix="grpc-handler"),
+        ThreadPoolExecutor(settings.threads or cpu_count(), thread_name_prefix="grpc-handler"),
         options=[
             ("grpc.max_receive_message_length", settings.read_limit_bytes),
             ("grpc.max_send_message_length", settings.read_limit_bytes),
         ],
     )
-    pb_grpc.add_FaceDetectionServicer_to_server(SyncCoreServicer(plane.pipeline), server)
+    pb_grpc.add_FaceDetectionServicer_to_server(SyncCoreServicer(pipeline), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     with contextlib.suppress(KeyboardInterrupt):
@@ -169,11 +173,11 @@ def main(argv: list[str]) -> int:
         return 2
     kind, port = argv[0], int(argv[1])
     settings = Settings()
-    plane = DataPlane.from_settings(settings, kind) if "--core" in argv else None
     if kind == "grpc-sync":
-        assert plane is not None
-        _grpc_sync(port, settings, plane)
-    elif kind == "rest":
+        _grpc_sync(port, settings)
+        return 0
+    plane = DataPlane.from_settings(settings, kind) if "--core" in argv else None
+    if kind == "rest":
         if plane is not None:
             plane.start()
         answer = plane.detect if plane is not None else None

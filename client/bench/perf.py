@@ -1,8 +1,8 @@
 """``make perf``: the performance targets, each a ratio measured inside one run.
 
 ``python -m client.bench.perf [--quick] [--rounds N] [--out DIR]`` starts its own
-services (and, for P4, bare servers) on free loopback ports, sends the face fixture
-(1280×720, JPEG q90, one face), and prints every target's ratio against its bound.
+services (and bare servers to compare them with) on free loopback ports, sends the face
+fixture (1280×720, JPEG q90, one face), and prints every target's ratio against its bound.
 Rounds interleave the in-process floor with the protocol windows, and each ratio is the
 median over rounds of a value taken from neighbouring measurements, so that a noisy
 machine moves numerator and denominator together. Nothing here fails on a slow
@@ -219,8 +219,14 @@ def _edge_difference(a: DetectionResult, b: DetectionResult) -> int | None:
 
 def _count(results: Results, service: str, window: WindowResult) -> None:
     results.served[service] += window.completed + sum(window.errors.values())
+    _count_errors(results, window)
+
+
+def _count_errors(results: Results, window: WindowResult, server: str = "") -> None:
+    """Failed requests, by protocol and kind; ``server`` names a reference server, whose
+    failures count too (a broken reference would otherwise only show as a ratio)."""
     for kind, n in window.errors.items():
-        results.errors[f"{window.protocol} {kind}"] += n
+        results.errors[f"{server}{window.protocol} {kind}"] += n
 
 
 def _turn(protocols: tuple[ProtocolName, ...], r: int) -> tuple[ProtocolName, ...]:
@@ -327,6 +333,7 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                                 cpu_ms[side] = 1000 * used / max(1, window.completed)
                             mine, theirs = windows["ours"], windows["bare"]
                             _count(results, _service_of(protocol), mine)
+                            _count_errors(results, theirs, "bare ")
                             results.add("P4", protocol, _throughput(mine) / _throughput(theirs))
                             results.add("echo /s", protocol, _throughput(mine))
                             results.add("bare echo /s", protocol, _throughput(theirs))
@@ -423,6 +430,8 @@ def measure_against_bare_core(
                         window = _window(pool, protocol, "haar", 1, seconds=plan.window_s, seed=r)
                         if pool is ours:
                             _count(results, _service_of(protocol), window)
+                        else:
+                            _count_errors(results, window, f"{name} ")
                         summary = _summary(window)
                         server = summary["server_ms"]
                         assert isinstance(server, dict)
@@ -447,6 +456,8 @@ def measure_against_bare_core(
                         around = floors[-2] + floors[-1]  # just before and just after
                         if pool is ours:
                             _count(results, _service_of(protocol), window)
+                        else:
+                            _count_errors(results, window, f"{name} ")
                         results.add(
                             f"P1 {name}", protocol, _throughput(window) / limit_throughput(around)
                         )
@@ -456,7 +467,7 @@ def measure_against_bare_core(
                         results.add(
                             f"P1 server CPU ÷ floor, {name}",
                             protocol,
-                            cpu_ms / statistics.median(around),
+                            cpu_ms / statistics.fmean(around),
                         )
         finally:
             bare.close()
@@ -532,6 +543,7 @@ def markdown(table_rows: list[dict[str, object]], results: Results) -> str:
         met = "yes" if row["met"] else "**no**"
         lines.append(f"| {row['target']} | {row['protocol']} | {row['value']} | {row['bound']} | "
                      f"{met} | {rounds} |")  # fmt: skip
+    lines += [f"\n{key} not met: {why}" for key, why in results.unmet.items()]
     targets = {t.key for t in TARGETS}
     lines += ["", "Measured alongside (medians over rounds):", "", "| measure | of | value |",
               "|---|---|---|"]  # fmt: skip

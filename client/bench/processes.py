@@ -112,9 +112,10 @@ def bare_servers(workdir: Path, *, core: bool = False) -> Iterator[tuple[str, st
     rest_port, grpc_port = free_port(), free_port()
     extra, tag = (["--core"], "-core") if core else ([], "")
     module = ["-m", "client.bench.bare"]
-    rest = Child([*module, "rest", str(rest_port), *extra], {}, workdir / f"bare-rest{tag}.log")
+    env = {"FACEWIRE_STORAGE_DIR": str(workdir / "bare-storage")}  # the core's; nothing is saved
+    rest = Child([*module, "rest", str(rest_port), *extra], env, workdir / f"bare-rest{tag}.log")
     bare_grpc = Child(
-        [*module, "grpc", str(grpc_port), *extra], {}, workdir / f"bare-grpc{tag}.log"
+        [*module, "grpc", str(grpc_port), *extra], env, workdir / f"bare-grpc{tag}.log"
     )
     url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
     try:
