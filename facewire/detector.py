@@ -196,12 +196,13 @@ def group_hits(hits: list[Rect], neighbours: int) -> list[FaceRect]:
     kept, _ = cv2.groupRectangles(hits, neighbours, GROUP_EPS)
     if len(kept) == 0:
         return []
+    # Every kept face's cluster has more than ``neighbours`` hits, so it is among these.
     averages = _cluster_averages(np.asarray(hits, dtype=np.int64), neighbours)
     faces: list[FaceRect] = []
     for box in np.asarray(kept, dtype=np.float64):
-        distance = np.abs(averages - box).max(axis=1) if len(averages) else np.empty(0)
-        nearest = int(distance.argmin()) if len(distance) else -1
-        exact = averages[nearest] if nearest >= 0 and distance[nearest] <= _ROUNDING else box
+        distance = np.abs(averages - box).max(axis=1)
+        nearest = int(distance.argmin())  # the cluster whose exact average rounds to it
+        exact = averages[nearest] if distance[nearest] <= _ROUNDING else box
         x, y, w, h = (float(v) for v in exact)
         faces.append((x, y, w, h))
     return faces

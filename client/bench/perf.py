@@ -236,7 +236,7 @@ def _turn(protocols: tuple[ProtocolName, ...], r: int) -> tuple[ProtocolName, ..
     return protocols[k:] + protocols[:k]
 
 
-def _service_of(protocol: ProtocolName) -> str:
+def _service_of(protocol: str) -> str:
     return "rest" if protocol == "rest" else "grpc"
 
 
@@ -398,6 +398,15 @@ def measure_p5(
         results.add("P5", "all", ratio)
 
 
+@dataclass
+class Side:
+    """One server of a comparison: its name in the results, its load and its process."""
+
+    name: str
+    pool: LoadPool
+    child: Child
+
+
 def measure_against_bare_core(
     image: bytes,
     plan: Plan,
@@ -416,9 +425,17 @@ def measure_against_bare_core(
         bare_servers(workdir, core=True) as (url, target, bare_rest, bare_grpc),
         bare_sync_grpc(workdir) as (sync_target, sync_child),
     ):
-        bare_children = {"rest": bare_rest, "grpc": bare_grpc}
         bare = LoadPool(1, [image], url, target)
         sync = LoadPool(1, [image], url, sync_target)
+        sides = {
+            protocol: [
+                Side("facewire", ours, children[_service_of(protocol)]),
+                Side("bare + core", bare, {"rest": bare_rest, "grpc": bare_grpc}[protocol]),
+            ]
+            for protocol in UNARY
+        }
+        # grpcio's other worker model, for comparison
+        sides["grpc"].append(Side("grpc sync + core", sync, sync_child))
         try:
             _window(sync, "grpc", "haar", 4, seconds=plan.window_s / 2)
             for protocol in UNARY:
@@ -426,52 +443,52 @@ def measure_against_bare_core(
             for r in range(plan.rounds):
                 single_p50 = statistics.median(floor.measure(plan.floor_s))
                 for protocol in _turn(UNARY, r):
-                    for name, pool in (("facewire", ours), ("bare + core", bare)):
-                        window = _window(pool, protocol, "haar", 1, seconds=plan.window_s, seed=r)
-                        if pool is ours:
-                            _count(results, _service_of(protocol), window)
-                        else:
-                            _count_errors(results, window, f"{name} ")
-                        summary = _summary(window)
-                        server = summary["server_ms"]
-                        assert isinstance(server, dict)
-                        overhead = _p50(summary, "overhead_ms") + server["queue"]
-                        results.add(f"P2 {name}", protocol, overhead)
-                        results.add(f"P3 {name}", protocol, _p50(summary) / single_p50)
+                    for side in sides[protocol][:2]:  # facewire, then bare + core
+                        _p2_p3(side, protocol, r, plan, results, single_p50)
                 for protocol in _turn(UNARY, r):
-                    sides = [
-                        ("facewire", ours, children[_service_of(protocol)]),
-                        ("bare + core", bare, bare_children[protocol]),
-                    ]
-                    if protocol == "grpc":  # grpcio's other worker model, for comparison
-                        sides.append(("grpc sync + core", sync, sync_child))
-                    k = r % len(sides)
-                    sides = sides[k:] + sides[:k]  # none always goes first
-                    floors = [floor.measure(plan.floor_s)]
-                    for name, pool, child in sides:
-                        cpu_before = child.cpu_s()
-                        window = _window(pool, protocol, "haar", 4, seconds=plan.window_s, seed=r)
-                        cpu_ms = 1000 * (child.cpu_s() - cpu_before) / max(1, window.completed)
-                        floors.append(floor.measure(plan.floor_s))
-                        around = floors[-2] + floors[-1]  # just before and just after
-                        if pool is ours:
-                            _count(results, _service_of(protocol), window)
-                        else:
-                            _count_errors(results, window, f"{name} ")
-                        results.add(
-                            f"P1 {name}", protocol, _throughput(window) / limit_throughput(around)
-                        )
-                        # Above 1: the server spends more CPU per frame than the pipeline
-                        # alone on one thread (its framework, its threads, the client's
-                        # interruptions).
-                        results.add(
-                            f"P1 server CPU ÷ floor, {name}",
-                            protocol,
-                            cpu_ms / statistics.fmean(around),
-                        )
+                    k = r % len(sides[protocol])  # none always goes first
+                    _p1_pairs(sides[protocol][k:] + sides[protocol][:k], protocol, r, plan,
+                              results, floor)  # fmt: skip
         finally:
             bare.close()
             sync.close()
+
+
+def _p2_p3(side: Side, protocol: ProtocolName, r: int, plan: Plan, results: Results,
+           single_p50: float) -> None:  # fmt: skip
+    window = _window(side.pool, protocol, "haar", 1, seconds=plan.window_s, seed=r)
+    _count_side(results, side, window)
+    summary = _summary(window)
+    server = summary["server_ms"]
+    assert isinstance(server, dict)
+    overhead = _p50(summary, "overhead_ms") + server["queue"]
+    results.add(f"P2 {side.name}", protocol, overhead)
+    results.add(f"P3 {side.name}", protocol, _p50(summary) / single_p50)
+
+
+def _p1_pairs(sides: list[Side], protocol: ProtocolName, r: int, plan: Plan,
+              results: Results, floor: Floor) -> None:  # fmt: skip
+    """P1 for each side in turn, each between floors measured just before and after."""
+    floors = [floor.measure(plan.floor_s)]
+    for side in sides:
+        cpu_before = side.child.cpu_s()
+        window = _window(side.pool, protocol, "haar", 4, seconds=plan.window_s, seed=r)
+        cpu_ms = 1000 * (side.child.cpu_s() - cpu_before) / max(1, window.completed)
+        floors.append(floor.measure(plan.floor_s))
+        around = floors[-2] + floors[-1]
+        _count_side(results, side, window)
+        results.add(f"P1 {side.name}", protocol, _throughput(window) / limit_throughput(around))
+        # Above 1: the server spends more CPU per frame than the pipeline alone on one
+        # thread (its framework, its threads, the client's interruptions).
+        results.add(f"P1 server CPU ÷ floor, {side.name}", protocol,
+                    cpu_ms / statistics.fmean(around))  # fmt: skip
+
+
+def _count_side(results: Results, side: Side, window: WindowResult) -> None:
+    if side.name == "facewire":
+        _count(results, _service_of(window.protocol), window)
+    else:
+        _count_errors(results, window, f"{side.name} ")
 
 
 def measure_gui(url: str, target: str, seconds: float, results: Results, workdir: Path) -> None:
