@@ -18,16 +18,15 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from client.bench.perf import P8_BOX_PX, edge_difference
 from client.sources import SampleSource
 from facewire.detector import FaceDetector, FaceRect, Lend
-from facewire.messages import DetectionRequest, DetectionResult
+from facewire.messages import DetectionRequest
 from facewire.pipeline import Pipeline
 from facewire.settings import DecodeMode, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-TOLERANCE_PX = 2
-Edges = list[tuple[int, int, int, int]]
 
 
 def frame_sets() -> dict[str, list[bytes]]:
@@ -51,18 +50,6 @@ def frame_sets() -> dict[str, list[bytes]]:
     return {"fixtures": fixtures, "re-encodings": encodings, "sample clip": frames}
 
 
-def edges(result: DetectionResult) -> Edges:
-    return sorted((b.x, b.y, b.x + b.width, b.y + b.height) for b in result.boxes)
-
-
-def worst_edge(a: Edges, b: Edges) -> int | None:
-    """The largest edge difference in pixels; None when the number of boxes differs."""
-    if len(a) != len(b):
-        return None
-    pairs = zip(a, b, strict=True)
-    return max((abs(p - q) for one, two in pairs for p, q in zip(one, two, strict=True)), default=0)
-
-
 class WholePixelDetector(FaceDetector):
     """``detectMultiScale``'s own boxes: each face rounded to a whole pixel of the
     detector's image (what facewire reported before it kept the fraction)."""
@@ -80,15 +67,15 @@ class WholePixelDetector(FaceDetector):
 def agreement(
     mode: DecodeMode, frames: list[bytes], detector: FaceDetector
 ) -> tuple[int, int, int]:
-    """(frames whose box count differs, frames within TOLERANCE_PX, worst edge)."""
+    """(frames whose box count differs, frames within P8_BOX_PX, worst edge)."""
     fast = Pipeline(Settings(decode_mode=mode), detector, None)
     colour = Pipeline(Settings(decode_mode="colour"), detector, None)
     worst = [
-        worst_edge(edges(fast.run(DetectionRequest(f))), edges(colour.run(DetectionRequest(f))))
+        edge_difference(fast.run(DetectionRequest(f)), colour.run(DetectionRequest(f)))
         for f in frames
     ]
     counted = [w for w in worst if w is not None]
-    close = sum(w <= TOLERANCE_PX for w in counted)
+    close = sum(w <= P8_BOX_PX for w in counted)
     return len(worst) - len(counted), close, max(counted, default=0)
 
 

@@ -202,11 +202,12 @@ def _fixture_agreement(ours: Pipeline, colour: Pipeline) -> dict[str, int | None
     for path in sorted(FIXTURES.glob("*.jpg")):
         data = path.read_bytes()
         mine, theirs = ours.run(DetectionRequest(data)), colour.run(DetectionRequest(data))
-        agreement[path.name] = _edge_difference(mine, theirs)
+        agreement[path.name] = edge_difference(mine, theirs)
     return agreement
 
 
-def _edge_difference(a: DetectionResult, b: DetectionResult) -> int | None:
+def edge_difference(a: DetectionResult, b: DetectionResult) -> int | None:
+    """The largest box-edge difference in pixels; None when the number of boxes differs."""
     if len(a.boxes) != len(b.boxes):
         return None
 
