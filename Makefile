@@ -4,11 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps run gui bench perf soak fuzz serve run-rest run-grpc test pytest lint format proto \
-        screenshot fixtures docker-lint docker-up docker-down docker-smoke constraints clean
+        screenshot fixtures docker-lint docker-engine docker-engine-stop docker-base docker-up docker-down docker-smoke docker-bench constraints clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -18,7 +17,7 @@ $(STAMP): pyproject.toml
 	  { echo "facewire needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[gui,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[gui,bench,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install facewire with the GUI OpenCV wheel and dev tools
@@ -80,23 +79,31 @@ fixtures: setup ## Rebuild the committed test images from scikit-image's astrona
 
 docker-lint: setup ## Lint the Dockerfile and validate docker-compose.yml, no engine needed
 	$(BIN)/hadolint Dockerfile
-	docker-compose -f docker-compose.yml config -q
+	./scripts/compose.sh -- config -q
 
-docker-up: ## Build and start both services in Docker (storage in ./storage)
-	mkdir -p storage/rest storage/grpc
-	FACEWIRE_UID=$$(id -u) FACEWIRE_GID=$$(id -g) $(COMPOSE) up --build -d --wait
+docker-engine: ## Start containerd and dockerd in the background when no engine answers (root)
+	./scripts/docker-engine.sh start
 
-docker-down: ## Stop the Docker services
-	$(COMPOSE) down
+docker-engine-stop: ## Stop the engine make docker-engine started
+	./scripts/docker-engine.sh stop
 
-docker-smoke: setup ## Where Docker runs: compose up, one request per protocol, down
+docker-base: ## Build facewire-base:bookworm with debootstrap, for hosts with no registry (root)
+	./scripts/docker-base.sh
+
+docker-up: ## Build and start both services in Docker, return once healthy (Compose v2 or v1)
+	./scripts/compose.sh up
+
+docker-down: ## Stop both containers (each drains), check they exited 0, remove them
+	./scripts/compose.sh down
+
+docker-smoke: ## Where Docker runs: docker-up, one saved request per protocol, docker-down
 	./scripts/docker-smoke.sh
+
+docker-bench: setup ## Local processes vs containers (published ports, host network), interleaved
+	$(BIN)/python -m client.bench.placement $(ARGS)
 
 clean: ## Remove the venv and caches (not ./storage)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
 
-constraints: ## Re-freeze docker/constraints.txt from a clean headless install
-	rm -rf /tmp/facewire-constraints && $(PYTHON) -m venv /tmp/facewire-constraints
-	/tmp/facewire-constraints/bin/pip install --quiet '.[headless]'
-	{ head -2 docker/constraints.txt; /tmp/facewire-constraints/bin/pip freeze --exclude-editable \
-	  | grep -v '^facewire'; } > docker/constraints.txt.new && mv docker/constraints.txt.new docker/constraints.txt
+constraints: setup ## Re-resolve docker/constraints.txt (every pin the images install) from PyPI
+	$(BIN)/python scripts/constraints.py --write

@@ -85,7 +85,19 @@ class DataPlane:
 
     @property
     def ready(self) -> bool:
+        """Whether requests are taken (started, not draining)."""
         return self._ready
+
+    def readiness_problem(self) -> str | None:
+        """Why the service should get no traffic now, in one line, or None: starting,
+        draining, or (with saving on) a storage folder it cannot write. Probes the disk:
+        call it off the event loop."""
+        if not self._ready:
+            return self._not_ready
+        store = self.pipeline.store
+        if self.pipeline.settings.save_enabled and store is not None:
+            return store.writable_problem()
+        return None
 
     @property
     def running(self) -> int:

@@ -58,7 +58,8 @@ class FaceDetector:
     A lone request can be split by scale (``detect(..., helpers=...)``): the cascade
     runs each scale of its pyramid independently and ``detectMultiScale`` only groups the
     raw hits at the end, so running ranges of scales on several threads with grouping
-    turned off, then grouping the union once, gives exactly the boxes of one call.
+    turned off, then grouping the union once in scale order, gives exactly the boxes of
+    one call, in the same order.
     """
 
     def __init__(
@@ -149,7 +150,7 @@ class FaceDetector:
     def _split(self, gray: NDArray[np.uint8], helpers: Lend, spare: int) -> list[Rect]:
         height, width = gray.shape[:2]
         todo = self.pieces(width, height, spare + 1)
-        found: list[Rect] = []
+        found: list[list[Rect]] = [[] for _ in todo]  # by piece, whatever finishes first
         failures: list[BaseException] = []
         taken = 0  # pieces handed out
         done = 0  # pieces finished (or failed)
@@ -161,14 +162,15 @@ class FaceDetector:
                 with lock:
                     if taken >= len(todo):
                         return
-                    smallest, largest = todo[taken]
+                    piece = taken
                     taken += 1
+                smallest, largest = todo[piece]
                 try:
                     rects = self._raw(gray, smallest, largest, 0)
                 except BaseException as error:  # re-raised on the calling thread
                     rects, failures[:] = [], [error]
                 with lock:
-                    found.extend(rects)
+                    found[piece] = rects
                     done += 1
                     lock.notify_all()
 
@@ -178,7 +180,10 @@ class FaceDetector:
             lock.wait_for(lambda: done == len(todo))
         if failures:
             raise failures[0]
-        return found
+        # The hits in one call's order (smallest scale first), so that grouping them
+        # gives the faces in the same order too, not in the order the pieces finished.
+        ordered = sorted(range(len(todo)), key=lambda piece: todo[piece][0])
+        return [rect for piece in ordered for rect in found[piece]]
 
 
 def group_hits(hits: list[Rect], neighbours: int) -> list[FaceRect]:

@@ -28,6 +28,7 @@ from filelock import FileLock
 from facewire.errors import QuotaExceeded, StorageError
 from facewire.imaging import BGRImage
 from facewire.messages import DetectionResult
+from facewire.settings import Settings
 
 CSV_NAME = "records.csv"
 CSV_COLUMNS = (
@@ -102,6 +103,31 @@ def _remove_quietly(path: Path) -> None:
     """Best-effort clean-up that never hides the error being reported."""
     with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
+
+
+def _owner(directory: Path) -> str:
+    try:
+        info = directory.stat()
+    except OSError:
+        return "the folder does not exist and cannot be created"
+    return f"the folder belongs to {info.st_uid}:{info.st_gid}, mode {info.st_mode & 0o777:o}"
+
+
+def storage_problem(settings: Settings, protocol: str) -> str | None:
+    """Why a service must not start, in one line: saving is on and its storage folder
+    cannot be written. None when saving is off or the folder is writable. Both services
+    check before serving, so a bind mount nobody can write is refused at start rather
+    than failing every save (507) behind a healthy health check."""
+    if not settings.save_enabled:
+        return None
+    problem = FrameStore(settings.storage_dir_for(protocol)).writable_problem()
+    if problem is None:
+        return None
+    return (
+        f"saving is on, but {problem}. Make the folder writable by that user (make "
+        "docker-up creates ./storage/* as you and runs the containers as you), or turn "
+        "saving off with FACEWIRE_SAVE_ENABLED=false"
+    )
 
 
 #: A temporary image this old was left by a dead process (writing one takes milliseconds).
@@ -202,14 +228,19 @@ class FrameStore:
         return removed
 
     def writable_problem(self) -> str | None:
-        """Why saving would fail right now, or None: checked at start-up so that a
-        read-only or root-owned folder (a bind mount, say) is reported at once."""
+        """Why saving would fail right now, in one line, or None. It names the process's
+        user and the folder's owner: the usual cause is a bind mount (Docker's, say)
+        owned by someone else."""
         probe = self.directory / f".write-check-{secrets.token_hex(4)}"
         try:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            return f"{self.directory} is not writable: {exc.strerror or exc}"
+            return (
+                f"the storage folder {self.directory} is not writable by this process "
+                f"(uid {os.getuid()}, gid {os.getgid()}; {_owner(self.directory)}): "
+                f"{exc.strerror or exc}"
+            )
         return None
 
     def save(self, frame: BGRImage, record: Record) -> str:

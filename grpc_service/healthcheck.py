@@ -1,7 +1,8 @@
 """Exit 0 when the gRPC service reports SERVING: ``python -m grpc_service.healthcheck``.
 
 Docker's HEALTHCHECK uses it; the slim image has no grpc_health_probe binary. It reads
-the same FACEWIRE_* settings as the service: when the service speaks TLS
+the same FACEWIRE_* settings as the service: the port (FACEWIRE_GRPC_PORT, on
+127.0.0.1 unless a target is given) and, when the service speaks TLS
 (FACEWIRE_TLS_CERT_FILE is set) the check does too, trusting FACEWIRE_TLS_CA_FILE if set,
 else the service's own certificate (a self-signed one trusts itself).
 """
@@ -51,7 +52,9 @@ def check(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("target", nargs="?", default="127.0.0.1:50051")
+    parser.add_argument(
+        "target", nargs="?", help="host:port (default 127.0.0.1 and FACEWIRE_GRPC_PORT)"
+    )
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument(
         "--tls", action="store_true", help="use TLS even without FACEWIRE_TLS_CERT_FILE"
@@ -62,11 +65,13 @@ def main() -> None:
         "host (a certificate for facewire.example.com, checked at 127.0.0.1, say)",
     )
     args = parser.parse_args()
+    settings = Settings()
     try:
-        channel_credentials = credentials(Settings(), args.tls)
+        channel_credentials = credentials(settings, args.tls)
     except OSError as exc:
         sys.exit(f"healthcheck: cannot read the certificates to trust: {exc}")
-    serving = check(args.target, args.timeout, channel_credentials, args.server_name)
+    target = args.target or f"127.0.0.1:{settings.grpc_port}"
+    serving = check(target, args.timeout, channel_credentials, args.server_name)
     sys.exit(0 if serving else 1)
 
 

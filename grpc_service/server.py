@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from facewire import logs
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings, url_host
+from facewire.storage import storage_problem
 from facewire.tls import tls_problem
 from facewire.v1 import face_detection_pb2 as pb
 from grpc_service import oip
@@ -27,6 +28,10 @@ from grpc_service.streams import StreamSlots
 log = logging.getLogger("facewire.grpc")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FaceDetection"].full_name
+#: The health service's names: the server as a whole, and each service it serves.
+HEALTH_NAMES = ("", SERVICE_NAME, oip.SERVICE_NAME)
+#: Seconds between checks of readiness (storage writable) for the health status.
+READINESS_INTERVAL_S = 5.0
 CLOSE_TIMEOUT_S = 1.0
 #: On SIGTERM, calls are taken and refused until a tick passes with none (at most
 #: SETTLE_MAX_S, within the grace period), before grpc stops: see GrpcService._settle.
@@ -63,17 +68,46 @@ class GrpcService:
     port: int
     metrics: MetricsHttp | None = None
 
+    _readiness: asyncio.Task[None] | None = None
+    _serving: bool | None = None
+
     async def start(self) -> None:
         await asyncio.to_thread(self.dataplane.start)
         await self.server.start()
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.start)
-        for name in ("", SERVICE_NAME, oip.SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._update_health()
+        self._readiness = asyncio.create_task(self._follow_readiness())
+
+    async def _update_health(self) -> None:
+        """The health status from ``DataPlane.readiness_problem``: SERVING, or NOT_SERVING
+        while (say) the storage folder cannot be written; transitions are logged."""
+        problem = await asyncio.to_thread(self.dataplane.readiness_problem)
+        was, self._serving = self._serving, problem is None
+        if was == self._serving:
+            return
+        if problem is not None:
+            log.warning("facewire gRPC not serving: %s", problem)
+        elif was is not None:
+            log.info("facewire gRPC serving again")
+        status = health_pb2.HealthCheckResponse.NOT_SERVING
+        if self._serving:
+            status = health_pb2.HealthCheckResponse.SERVING
+        for name in HEALTH_NAMES:
+            await self.health.set(name, status)
+
+    async def _follow_readiness(self) -> None:
+        # A periodic check, as REST's /readyz makes on each probe: the storage folder can
+        # become unwritable while serving (a remount, a full disk, changed ownership).
+        while True:
+            await asyncio.sleep(READINESS_INTERVAL_S)
+            await self._update_health()
 
     async def stop(self, grace: float) -> bool:
         """Refuse new calls, give in-flight ones ``grace`` seconds, then stop the pipeline.
         False when a pipeline job is still running even so (see ``DataPlane.close``)."""
+        if self._readiness is not None:
+            self._readiness.cancel()
         await self.health.enter_graceful_shutdown()
         self.dataplane.drain()
         await self._settle(min(grace, SETTLE_MAX_S))
@@ -161,7 +195,8 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     logs.configure(settings)
-    problem = tls_problem(settings)  # here, in one line, rather than from the event loop
+    # Here, in one line, rather than from the event loop.
+    problem = tls_problem(settings) or storage_problem(settings, "grpc")
     if problem is not None:
         log.critical("facewire gRPC cannot start: %s", problem)
         raise SystemExit(1)

@@ -170,11 +170,15 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: the cascade is loaded on every pipeline thread")
+    @app.get(
+        "/readyz",
+        summary="Readiness: started, not draining, and (with saving on) storage writable",
+    )
     async def readyz() -> JSONResponse:
-        if dataplane.ready:
+        problem = await asyncio.to_thread(dataplane.readiness_problem)
+        if problem is None:
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

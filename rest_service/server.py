@@ -16,6 +16,7 @@ from uvicorn.supervisors import Multiprocess
 from facewire import logs
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings, url_host
+from facewire.storage import storage_problem
 from facewire.tls import tls_problem
 from rest_service.app import create_app
 from rest_service.protocol import GuardedConfig
@@ -70,7 +71,7 @@ def uvicorn_config(settings: Settings, app: str | ASGIApp) -> uvicorn.Config:
 def main() -> None:
     settings = Settings()
     logs.configure(settings)
-    problem = tls_problem(settings)
+    problem = tls_problem(settings) or storage_problem(settings, "rest")
     if problem is not None:
         log.critical("facewire REST cannot start: %s", problem)
         raise SystemExit(1)

@@ -2,11 +2,12 @@
 # Installs the Debian packages the tests need, only when one is missing (apt-get is slow).
 #   libgl1 ... libice6:  what the opencv-python (GUI) wheel and its Qt xcb plugin link
 #                        against (read off `ldd`; the rest of Qt ships inside the wheel)
-#   docker-compose:      `docker-compose config -q` validates docker-compose.yml
+#   docker.io, docker-compose, debootstrap: the compose stack's end-to-end test (an
+#                        engine, Compose v1 where v2 is missing, and `make docker-base`)
 #   xvfb, xdotool, imagemagick: the GUI test (a virtual screen, key presses, screenshots)
 set -euo pipefail
 packages=(libgl1 libglib2.0-0 libx11-6 libxext6 libxcb1 libsm6 libice6
-  docker-compose xvfb xdotool imagemagick)
+  docker.io docker-compose debootstrap xvfb xdotool imagemagick)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,7 +12,9 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import grpc_service.server
 from facewire.messages import DetectionResult, Model
 from facewire.settings import Settings
 from facewire.storage import CSV_COLUMNS, FrameStore, Record, spreadsheet_safe
@@ -20,7 +22,7 @@ from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests import images
 from tests.conftest import Fixture
-from tests.servers import grpc_server, rest_ready, rest_server, wait_for
+from tests.servers import ServiceProcess, grpc_server, rest_ready, rest_server, wait_for
 
 
 def read_rows(folder: Path) -> list[dict[str, str]]:
@@ -174,6 +176,65 @@ def test_an_unusable_folder_is_reported_at_start_up_and_saves_fail_cleanly(
     with pytest.raises(StorageError, match="could not store the frame"):
         store.save(frame, Record("rest", DetectionResult("x", Model.HAAR)))
     assert FrameStore(tmp_path / "fine").writable_problem() is None
+
+
+@pytest.mark.parametrize("module", ["rest_service", "grpc_service"])
+def test_a_service_refuses_to_start_when_saving_cannot_write(tmp_path: Path, module: str) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("a file where a folder would have to be made")
+    env = {
+        "FACEWIRE_STORAGE_DIR": str(blocked / "storage"),
+        "FACEWIRE_REST_PORT": "0",
+        "FACEWIRE_GRPC_PORT": "0",
+    }
+    with ServiceProcess(module, env) as service:
+        assert service.process.wait(60) == 1
+    refusal = [line for line in service.lines if "cannot start" in line]
+    assert len(refusal) == 1, service.output
+    assert "saving is on, but the storage folder" in refusal[0]
+    assert f"uid {os.getuid()}" in refusal[0]
+    assert "FACEWIRE_SAVE_ENABLED=false" in refusal[0]
+    with ServiceProcess(module, {**env, "FACEWIRE_SAVE_ENABLED": "false"}) as service:
+        service.address()  # saving off: nothing to write, so it serves
+
+
+def test_readiness_follows_the_storage_folder_while_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(grpc_service.server, "READINESS_INTERVAL_S", 0.05)
+    folder = tmp_path / "storage"
+    settings = Settings(storage_dir=folder, threads=1)
+    with (
+        rest_server(settings) as url,
+        grpc_server(settings) as target,
+        grpc.insecure_channel(target) as channel,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def grpc_status() -> int:
+            reply = health.Check(health_pb2.HealthCheckRequest(service=""))
+            return int(reply.status)
+
+        assert httpx.get(f"{url}/readyz").json() == {"status": "ready"}
+        assert grpc_status() == health_pb2.HealthCheckResponse.SERVING
+        # The folder goes away and a file takes its place: nothing can be saved.
+        folder.rename(tmp_path / "moved")
+        folder.write_text("")
+        answer = httpx.get(f"{url}/readyz")
+        assert answer.status_code == 503
+        assert answer.json()["status"] == "not ready"
+        assert "storage folder" in answer.json()["reason"]
+        wait_for(
+            lambda: grpc_status() == health_pb2.HealthCheckResponse.NOT_SERVING,
+            what="gRPC health NOT_SERVING",
+        )
+        folder.unlink()
+        (tmp_path / "moved").rename(folder)
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        wait_for(
+            lambda: grpc_status() == health_pb2.HealthCheckResponse.SERVING,
+            what="gRPC health SERVING again",
+        )
 
 
 def test_a_restart_removes_only_old_unfinished_images(tmp_path: Path, face: Fixture) -> None:

@@ -217,12 +217,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[red]facewire bench: {error}[/red]")
             return 1
     result = {
-        "facewire_bench": 1,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "duration_s": round(time.time() - started, 1),
+        **machine.run_record("facewire_bench", started),
         "command": "python -m client.bench " + shlex.join(sys.argv[1:]),
         "config": config_dict(config),
-        "machine": machine.describe(),
         "frames": frame_info,
         "floor": floors,
         "points": points,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import time
+from datetime import UTC, datetime
 
 from facewire.dataplane import cpu_count as cores
 
@@ -35,4 +37,15 @@ def describe() -> dict[str, object]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "packages": versions,
+    }
+
+
+def run_record(kind: str, started: float) -> dict[str, object]:
+    """What every results file begins with: its kind and format version, when it was
+    made, how long the run took (``started``: its ``time.time()``), and the machine."""
+    return {
+        kind: 1,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 1),
+        "machine": describe(),
     }

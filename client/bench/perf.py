@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,11 +241,24 @@ def _service_of(protocol: str) -> str:
     return "rest" if protocol == "rest" else "grpc"
 
 
-def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
-                     progress: Callable[[str], None]) -> None:  # fmt: skip
-    floor = Floor(image)
+@contextlib.contextmanager
+def services_to_measure(
+    workdir: Path, remote: tuple[str, str] | None
+) -> Iterator[tuple[str, str, dict[str, Child] | None]]:
+    """Both services: perf's own child processes (whose CPU and memory it reads), or
+    the ones at ``remote`` (REST URL, gRPC target), containers say, which it only calls."""
+    if remote is not None:
+        yield remote[0], remote[1], None
+        return
     with facewire_services(workdir) as (url, target, rest, grpc_child):
-        children = {"rest": rest, "grpc": grpc_child}
+        yield url, target, {"rest": rest, "grpc": grpc_child}
+
+
+def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
+                     progress: Callable[[str], None],
+                     remote: tuple[str, str] | None = None) -> None:  # fmt: skip
+    floor = Floor(image)
+    with services_to_measure(workdir, remote) as (url, target, children):
         pool = LoadPool(1, [image], url, target)
         try:
             progress("warm-up: 100 requests to each service")
@@ -253,7 +266,7 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                 _count(
                     results, _service_of(protocol), _window(pool, protocol, "haar", 4, requests=100)
                 )
-            rss_start = {name: child.rss_mib() for name, child in children.items()}
+            rss_start = {name: child.rss_mib() for name, child in (children or {}).items()}
             _window(pool, "grpc-stream", "haar", 1, requests=10)
 
             for r in range(plan.rounds):
@@ -295,77 +308,83 @@ def measure_services(image: bytes, plan: Plan, results: Results, workdir: Path,
                 results.add("single-thread p50 ms", "all", single_p50)
                 results.add("limit throughput /s", "all", limit)
 
-            progress("P4: model echo, facewire against bare servers")
-            with bare_servers(workdir) as (bare_url, bare_target, bare_rest, bare_grpc):
-                bare_children = {"rest": bare_rest, "grpc": bare_grpc}
-                bare = LoadPool(2, [image], bare_url, bare_target)
-                ours = LoadPool(2, [image], url, target)
-                try:
-                    for protocol in UNARY:  # warm both
-                        for p in (bare, ours):
-                            _window(
-                                p,
-                                protocol,
-                                "echo",
-                                plan.echo_concurrency,
-                                seconds=plan.window_s / 2,
-                            )
-                    for r in range(plan.echo_pairs):
-                        for protocol in _turn(UNARY, r):
-                            sides = [
-                                ("ours", ours, children[protocol]),
-                                ("bare", bare, bare_children[protocol]),
-                            ]
-                            if r % 2:
-                                sides.reverse()  # A B, then B A: neither always goes first
-                            windows, cpu_ms = {}, {}
-                            for side, side_pool, server in sides:
-                                cpu_before = server.cpu_s()
-                                window = _window(
-                                    side_pool,
-                                    protocol,
-                                    "echo",
-                                    plan.echo_concurrency,
-                                    seconds=plan.echo_window_s,
-                                    seed=r,
-                                )
-                                used = server.cpu_s() - cpu_before
-                                windows[side] = window
-                                cpu_ms[side] = 1000 * used / max(1, window.completed)
-                            mine, theirs = windows["ours"], windows["bare"]
-                            _count(results, _service_of(protocol), mine)
-                            _count_errors(results, theirs, "bare ")
-                            results.add("P4", protocol, _throughput(mine) / _throughput(theirs))
-                            results.add("echo /s", protocol, _throughput(mine))
-                            results.add("bare echo /s", protocol, _throughput(theirs))
-                            # Steadier than throughput on a shared machine: the server's
-                            # own CPU per answer, bare's ÷ ours (1 = as lean as bare).
-                            results.add("P4 CPU", protocol, cpu_ms["bare"] / cpu_ms["ours"])
-                            results.add("echo server CPU ms", protocol, cpu_ms["ours"])
-                            results.add("bare echo server CPU ms", protocol, cpu_ms["bare"])
-                finally:
-                    bare.close()
-                    ours.close()
-
-            progress("P1, P2 and P3 against bare frameworks serving the same core")
-            measure_against_bare_core(image, plan, results, workdir, (pool, children), floor)
-
-            for service, protocol in (("rest", "rest"), ("grpc", "grpc")):
-                missing = plan.p7_requests - results.served[service]
-                if missing > 0:
-                    progress(f"P7: {missing} more requests to the {service} service")
-                    _count(results, service, _window(pool, protocol, "haar", 4, requests=missing))
-            for name, child in children.items():
-                rss_end = child.rss_mib()
-                results.add("P7", name, rss_end / rss_start[name])
-                results.notes[f"P7 {name}: MiB after 100, after {results.served[name]}"] = [
-                    round(rss_start[name], 1),
-                    round(rss_end, 1),
-                ]
+            if children is None:
+                results.notes["not measured"] = (
+                    "P4, P7 and the bare-framework comparisons: they read the services' "
+                    "CPU and memory, and these were given by --rest-url/--grpc-target"
+                )
+            else:
+                progress("P4: model echo, facewire against bare servers")
+                measure_p4(image, plan, results, workdir, url, target, children)
+                progress("P1, P2 and P3 against bare frameworks serving the same core")
+                measure_against_bare_core(image, plan, results, workdir, (pool, children), floor)
+                measure_p7(image, plan, results, pool, children, rss_start, progress)
             progress(f"P6: the GUI in mode both for {plan.gui_s:g} s")
             measure_gui(url, target, plan.gui_s, results, workdir)
         finally:
             pool.close()
+
+
+def measure_p4(image: bytes, plan: Plan, results: Results, workdir: Path, url: str,
+               target: str, children: dict[str, Child]) -> None:  # fmt: skip
+    """Model echo: our services against bare servers, in short alternating pairs."""
+    with bare_servers(workdir) as (bare_url, bare_target, bare_rest, bare_grpc):
+        bare_children = {"rest": bare_rest, "grpc": bare_grpc}
+        bare = LoadPool(2, [image], bare_url, bare_target)
+        ours = LoadPool(2, [image], url, target)
+        try:
+            for protocol in UNARY:  # warm both
+                for p in (bare, ours):
+                    _window(p, protocol, "echo", plan.echo_concurrency, seconds=plan.window_s / 2)
+            for r in range(plan.echo_pairs):
+                for protocol in _turn(UNARY, r):
+                    sides = [
+                        ("ours", ours, children[protocol]),
+                        ("bare", bare, bare_children[protocol]),
+                    ]
+                    if r % 2:
+                        sides.reverse()  # A B, then B A: neither always goes first
+                    windows, cpu_ms = {}, {}
+                    for side, side_pool, server in sides:
+                        cpu_before = server.cpu_s()
+                        window = _window(side_pool, protocol, "echo", plan.echo_concurrency,
+                                         seconds=plan.echo_window_s, seed=r)  # fmt: skip
+                        used = server.cpu_s() - cpu_before
+                        windows[side] = window
+                        cpu_ms[side] = 1000 * used / max(1, window.completed)
+                    mine, theirs = windows["ours"], windows["bare"]
+                    _count(results, _service_of(protocol), mine)
+                    _count_errors(results, theirs, "bare ")
+                    results.add("P4", protocol, _throughput(mine) / _throughput(theirs))
+                    results.add("echo /s", protocol, _throughput(mine))
+                    results.add("bare echo /s", protocol, _throughput(theirs))
+                    # Steadier than throughput on a shared machine: the server's
+                    # own CPU per answer, bare's ÷ ours (1 = as lean as bare).
+                    results.add("P4 CPU", protocol, cpu_ms["bare"] / cpu_ms["ours"])
+                    results.add("echo server CPU ms", protocol, cpu_ms["ours"])
+                    results.add("bare echo server CPU ms", protocol, cpu_ms["bare"])
+        finally:
+            bare.close()
+            ours.close()
+
+
+def measure_p7(image: bytes, plan: Plan, results: Results, pool: LoadPool,
+               children: dict[str, Child], rss_start: dict[str, float],
+               progress: Callable[[str], None]) -> None:  # fmt: skip
+    """Resident memory after the run's requests (topped up to plan.p7_requests)."""
+    each: tuple[tuple[str, ProtocolName], ...] = (("rest", "rest"), ("grpc", "grpc"))
+    for service, protocol in each:
+        missing = plan.p7_requests - results.served[service]
+        if missing > 0:
+            progress(f"P7: {missing} more requests to the {service} service")
+            _count(results, service, _window(pool, protocol, "haar", 4, requests=missing))
+    for name, child in children.items():
+        rss_end = child.rss_mib()
+        results.add("P7", name, rss_end / rss_start[name])
+        results.notes[f"P7 {name}: MiB after 100, after {results.served[name]}"] = [
+            round(rss_start[name], 1),
+            round(rss_end, 1),
+        ]
 
 
 def measure_p5(
@@ -581,7 +600,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of interleaved measurements")
     parser.add_argument("--p7-requests", type=int, help="requests per service before P7's reading")
     parser.add_argument("--out", type=Path, help="folder for perf.json and perf.md")
+    parser.add_argument(
+        "--rest-url",
+        help="measure the REST service running here (with "
+        "--grpc-target) instead of starting both; P4 and P7 are then skipped",
+    )
+    parser.add_argument("--grpc-target", help="the gRPC service running at host:port")
     args = parser.parse_args(argv)
+    if (args.rest_url is None) != (args.grpc_target is None):
+        parser.error("--rest-url and --grpc-target go together")
+    remote = (args.rest_url, args.grpc_target) if args.rest_url else None
     plan = Plan.quick() if args.quick else Plan()
     if args.rounds:
         plan.rounds = args.rounds
@@ -599,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         measure_p8(image, plan, results)
         with tempfile.TemporaryDirectory(prefix="facewire-perf-") as workdir:
             measure_services(image, plan, results, Path(workdir),
-                             lambda text: console.print(text))  # fmt: skip
+                             lambda text: console.print(text), remote)  # fmt: skip
     except (RuntimeError, AssertionError) as error:
         console.print(f"[red]facewire perf: {error}[/red]")
         return 1
@@ -607,11 +635,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     table_rows = rows(results)
     document = {
-        "facewire_perf": 1,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "duration_s": round(time.time() - started, 1),
+        **machine.run_record("facewire_perf", started),
         "plan": plan.__dict__,
-        "machine": machine.describe(),
         "targets": table_rows,
         "measured": results.medians(),
         "notes": results.notes,
