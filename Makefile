@@ -31,7 +31,7 @@ run: setup ## The main job: both services + the GUI (or, with no display, a head
 bench: setup ## The benchmark: start the services, run the sweep, write a report (ARGS="...")
 	$(BIN)/python -m client.bench --start-services --inprocess $(ARGS)
 
-perf: setup ## The performance targets P1-P8 as in-run ratios, about 7 minutes (ARGS="--quick")
+perf: setup ## The performance targets as in-run ratios, about 7 minutes (ARGS="--quick")
 	$(BIN)/python -m client.bench.perf $(ARGS)
 
 soak: setup ## Both services under mixed traffic for 10 minutes, then an audit of every save (ARGS="--duration 60")

@@ -10,21 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import ssl
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-import httpx
-
 from client.__main__ import main as client_main
+from client.processes import Child
+from client.readiness import ready
 from facewire.settings import Settings, url_host
-from facewire.tls import trusted_file
-from grpc_service.healthcheck import check as grpc_serving
-from grpc_service.healthcheck import credentials
 
 log = logging.getLogger("facewire.lab")
 START_TIMEOUT = 60.0
@@ -40,17 +34,6 @@ def addresses(settings: Settings) -> tuple[str, str]:
     return f"{scheme}://{host}:{settings.rest_port}", f"{host}:{settings.grpc_port}"
 
 
-def ready(rest_url: str, grpc_target: str) -> bool:
-    settings = Settings()
-    trusted = trusted_file(settings)  # what the healthcheck trusts: TLS follows settings
-    verify = ssl.create_default_context(cafile=trusted) if trusted else True
-    try:
-        rest_ok = httpx.get(f"{rest_url}/readyz", timeout=1.0, verify=verify).status_code == 200
-    except httpx.TransportError:
-        rest_ok = False
-    return rest_ok and grpc_serving(grpc_target, 1.0, credentials(settings))
-
-
 @contextmanager
 def services(rest_url: str, grpc_target: str) -> Iterator[None]:
     """Both services, ready; started here (and stopped after) unless already running."""
@@ -60,29 +43,17 @@ def services(rest_url: str, grpc_target: str) -> Iterator[None]:
         return
     log.info("starting both services (python -m facewire.serve)")
     rest, grpc_port = urlsplit(rest_url), grpc_target.rsplit(":", 1)[-1]
-    env = {
-        **os.environ,
-        "FACEWIRE_REST_PORT": str(rest.port or 80),
-        "FACEWIRE_GRPC_PORT": grpc_port,
-    }
-    child = subprocess.Popen([sys.executable, "-m", "facewire.serve"], env=env)
+    env = {"FACEWIRE_REST_PORT": str(rest.port or 80), "FACEWIRE_GRPC_PORT": grpc_port}
+    child = Child("facewire.serve", env=env, terminal=True)  # its log, live, to the user
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not ready(rest_url, grpc_target):
-            if child.poll() is not None:
-                raise SystemExit(f"the services exited with {child.returncode} while starting")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the services were not ready after {START_TIMEOUT:.0f}s")
-            time.sleep(0.2)  # polling readiness of another process
+        child.wait_until(lambda: ready(rest_url, grpc_target), "the services", START_TIMEOUT)
+    except RuntimeError as error:
+        child.stop()
+        raise SystemExit(f"facewire: {error}") from None
+    try:
         yield
     finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        child.stop(grace=30, signum=signal.SIGINT)  # as Ctrl-C would: both drain
 
 
 def main() -> int:

@@ -17,12 +17,22 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 import facewire
 from facewire.errors import InvalidInput, NotFound
-from facewire.messages import DetectionRequest, DetectionResult, Model
+from facewire.messages import (
+    FRAME_SIZE,
+    Box,
+    Crop,
+    DetectionRequest,
+    DetectionResult,
+    Model,
+    Size,
+    Timings,
+)
 
 SERVER_NAME = "facewire"
 MODEL_VERSION = "1"
@@ -32,11 +42,13 @@ EXTENSIONS = ("binary_tensor_data",)
 
 #: OIP model name → pipeline model.
 MODELS: dict[str, Model] = {"face_detector": Model.HAAR, "decode": Model.DECODE, "echo": Model.ECHO}
+#: Pipeline model → its OIP model name.
+MODEL_NAMES: dict[Model, str] = {model: name for name, model in MODELS.items()}
 
 #: Where a raw BYTES element's length prefix is: 4 bytes, little-endian.
 _LENGTH = struct.Struct("<I")
 #: Numeric datatypes facewire sends or reads, as little-endian numpy types.
-_NUMPY = {"INT32": "<i4", "FP32": "<f4", "BOOL": "?"}
+NUMPY_TYPES = {"INT32": "<i4", "FP32": "<f4", "BOOL": "?"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,7 @@ class OutputTensor:
 
     def raw(self) -> bytes:
         """The binary form: packed little-endian values."""
-        return self.values.astype(_NUMPY[self.datatype], copy=False).tobytes()
+        return self.values.astype(NUMPY_TYPES[self.datatype], copy=False).tobytes()
 
     def elements(self) -> list[object]:
         """The values flattened in row-major order, as JSON numbers."""
@@ -193,6 +205,30 @@ def to_outputs(result: DetectionResult, requested: Sequence[str] = ()) -> list[O
         OutputTensor(name, specs[name].datatype, tuple(values[name].shape), values[name])
         for name in names
     ]
+
+
+def from_outputs(
+    values: dict[str, np.ndarray], model: Model, frame_id: str, parameters: dict[str, Any]
+) -> DetectionResult:
+    """The core result from the outputs and the response parameters: ``to_outputs``
+    and ``response_parameters`` the other way round. The protocol carries neither the
+    original image's size (left 0×0) nor the frame's, which is 720×720 whenever the
+    image was decoded (its crop is not empty)."""
+    boxes = tuple(Box(*(int(v) for v in row)) for row in values["BOXES"].reshape(-1, 4))
+    crop = Crop(*(int(v) for v in values["CROP"]))
+    decode, preprocess, detect, save, total = (float(v) for v in values["TIMINGS_MS"])
+    saved = parameters.get("saved_image")
+    queue = float(parameters.get("queue_ms", 0.0))
+    return DetectionResult(
+        frame_id=frame_id,
+        model=model,
+        boxes=boxes,
+        frame=Size(FRAME_SIZE, FRAME_SIZE) if crop.size > 0 else Size(0, 0),
+        crop=crop,
+        image=Size(0, 0),
+        timings=Timings(decode, preprocess, detect, save, total, queue),
+        saved_image=str(saved) if saved is not None else None,
+    )
 
 
 def response_parameters(result: DetectionResult) -> dict[str, object]:

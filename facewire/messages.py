@@ -31,6 +31,14 @@ class Model(StrEnum):
             raise InvalidInput(f"unknown model {name!r}; expected one of: {known}")
         return model  # type: ignore[return-value]
 
+    @classmethod
+    def label(cls, name: str | None) -> str:
+        """``name`` as a metrics label: a known model (empty means haar), or "invalid"
+        (never the client's own text, which would make a label per request)."""
+        if not name:
+            return cls.HAAR.value
+        return name if name in cls._value2member_map_ else "invalid"
+
 
 @dataclass(frozen=True, slots=True)
 class Box:

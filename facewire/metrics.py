@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from facewire.errors import FacewireError
 from facewire.messages import Timings
 
 # Milliseconds to seconds; the pipeline takes 1–100 ms, echo far less.
@@ -55,6 +58,23 @@ class Metrics:
         # labels() finds its child under a lock on every call; these keep the children.
         self._stage_children: dict[str, list[tuple[str, Histogram]]] = {}
         self._request_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    @contextmanager
+    def track(self, protocol: str, model: str) -> Iterator[None]:
+        """Count and time one request, whatever becomes of it: the one way every
+        endpoint of both services records its requests. ``model`` is a label
+        (``Model.label``); the status is "ok", the refusal's ``FacewireError.kind``, or
+        "internal_error"."""
+        start = time.perf_counter_ns()
+        try:
+            yield
+        except FacewireError as exc:
+            self.observe(protocol, model, exc.kind, start)
+            raise
+        except Exception:
+            self.observe(protocol, model, "internal_error", start)
+            raise
+        self.observe(protocol, model, "ok", start)
 
     def observe(self, protocol: str, model: str, status: str, start_ns: int) -> None:
         """One finished request. ``model`` and ``status`` must be fixed labels: a known

@@ -95,10 +95,11 @@ class Settings(BaseSettings):
         True, description="Share a request's detection with idle pipeline threads, by scale."
     )
     decode_mode: DecodeMode = Field(
-        "gray",
-        description="How an unsaved frame is decoded: 'colour' (full colour, as saving "
-        "needs), 'gray' (straight to grayscale) or 'reduced' (grayscale JPEG at 1/2, 1/4 "
-        "or 1/8 scale: faster, but its boxes drift; see docs/performance.md).",
+        "colour",
+        description="How an unsaved frame is decoded: 'colour' (the specified pipeline: "
+        "full colour, crop, 300×300 INTER_AREA, then gray), or, opt-in and faster but not "
+        "always the same boxes, 'gray' (straight to grayscale) or 'reduced' (grayscale JPEG "
+        "at 1/2, 1/4 or 1/8 scale); their measured agreement is in docs/performance.md.",
     )
     max_inflight: PositiveInt = Field(
         64,

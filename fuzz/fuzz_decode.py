@@ -45,7 +45,7 @@ def test_one_input(data: bytes) -> None:
 
 def seed_corpus() -> str:
     folder = Path(tempfile.mkdtemp(prefix="facewire-fuzz-corpus-"))
-    face = cv2.imread(str(ROOT / "tests" / "fixtures" / "face_1280x720.jpg"))
+    face = cv2.imread(str(ROOT / "client" / "bench" / "fixtures" / "face_1280x720.jpg"))
     small = cv2.resize(face, (64, 36), interpolation=cv2.INTER_AREA)
     for ext in (".jpg", ".png", ".webp", ".bmp"):
         ok, encoded = cv2.imencode(ext, small)

@@ -18,16 +18,16 @@ from facewire.settings import Settings, url_host
 from facewire.storage import storage_problem
 from facewire.tls import tls_problem
 from facewire.v1 import face_detection_pb2 as pb
-from grpc_service import oip
+from grpc_service import oip, registration
 from grpc_service.auth import BearerAuthInterceptor
-from grpc_service.converters import parse_request
 from grpc_service.metrics_http import MetricsHttp
 from grpc_service.servicer import FaceDetectionServicer
 from grpc_service.streams import StreamSlots
 
 log = logging.getLogger("facewire.grpc")
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FaceDetection"].full_name
+SERVICE = pb.DESCRIPTOR.services_by_name["FaceDetection"]
+SERVICE_NAME = SERVICE.full_name
 #: The health service's names: the server as a whole, and each service it serves.
 HEALTH_NAMES = ("", SERVICE_NAME, oip.SERVICE_NAME)
 #: Seconds between checks of readiness (storage writable) for the health status.
@@ -37,25 +37,6 @@ CLOSE_TIMEOUT_S = 1.0
 #: SETTLE_MAX_S, within the grace period), before grpc stops: see GrpcService._settle.
 SETTLE_TICK_S = 0.05
 SETTLE_MAX_S = 2.0
-
-
-def _register(servicer: FaceDetectionServicer, server: grpc.aio.Server) -> None:
-    """Like the generated ``add_FaceDetectionServicer_to_server``, but requests are parsed
-    by ``parse_request``, so that a malformed one is a clean INVALID_ARGUMENT (or an
-    in-stream error on DetectStream) instead of grpc's UNKNOWN."""
-    serialize = pb.DetectResponse.SerializeToString
-    handlers = {
-        "Detect": grpc.unary_unary_rpc_method_handler(
-            servicer.Detect, request_deserializer=parse_request, response_serializer=serialize
-        ),
-        "DetectStream": grpc.stream_stream_rpc_method_handler(
-            servicer.DetectStream,
-            request_deserializer=parse_request,
-            response_serializer=serialize,
-        ),
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # as generated code does
 
 
 @dataclass
@@ -151,7 +132,7 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
         ],
     )
     streams = StreamSlots(settings.max_streams)  # shared by both stream methods
-    _register(FaceDetectionServicer(dataplane, streams), server)
+    registration.register(server, SERVICE, pb, FaceDetectionServicer(dataplane, streams))
     oip.register(oip.InferenceServicer(dataplane, streams), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -3,39 +3,25 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from facewire.dataplane import DataPlane
-from facewire.errors import FacewireError
+from facewire.errors import FacewireError, InvalidInput
 from facewire.messages import DetectionResult, Model
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
-from grpc_service.converters import (
-    MalformedRequest,
-    error_to_pb,
-    request_to_core,
-    result_to_pb,
-)
+from facewire.wire.v1_proto import error_to_pb, request_to_core, result_to_pb
 from grpc_service.errors import grpc_status, refuse
+from grpc_service.registration import Malformed
 from grpc_service.streams import StreamSlots, send
 
 log = logging.getLogger("facewire.grpc")
 
-MODEL_NAMES = frozenset(m.value for m in Model)
-Incoming = pb.DetectRequest | MalformedRequest
+Incoming = pb.DetectRequest | Malformed
 _REFUSED = pb.DetectResponse()  # what a refused call returns; grpc sends only the status
-
-
-def _label(message: Incoming) -> str:
-    """The model as a metrics label: a known name, or "invalid" (never client text)."""
-    if isinstance(message, MalformedRequest):
-        return "invalid"
-    name = message.model or Model.HAAR.value
-    return name if name in MODEL_NAMES else "invalid"
 
 
 class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
@@ -44,14 +30,12 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         self.streams = streams or StreamSlots(64)
 
     async def _detect(self, message: Incoming, protocol: str) -> DetectionResult:
-        """The one place gRPC requests are run and counted."""
-        start = time.perf_counter_ns()
-        try:
+        """The one place gRPC requests are run."""
+        label = "invalid" if isinstance(message, Malformed) else Model.label(message.model)
+        with self.dataplane.metrics.track(protocol, label):
+            if isinstance(message, Malformed):
+                raise InvalidInput(message.reason)
             result = await self.dataplane.detect(request_to_core(message, protocol))
-        except FacewireError as exc:
-            self.dataplane.metrics.observe(protocol, _label(message), exc.kind, start)
-            raise
-        self.dataplane.metrics.observe(protocol, _label(message), "ok", start)
         log.debug(
             "%s frame_id=%r model=%s faces=%d total=%.2fms",
             protocol,
@@ -89,8 +73,9 @@ class FaceDetectionServicer(pb_grpc.FaceDetectionServicer):
         try:
             result = await self._detect(request, "grpc-stream")
         except FacewireError as exc:
-            log.debug("DetectStream frame -> %s %s", grpc_status(exc).name, exc.message)
-            if isinstance(request, MalformedRequest):
-                return error_to_pb("", "", "grpc-stream", exc)
-            return error_to_pb(request.frame_id, request.model, "grpc-stream", exc)
+            code = grpc_status(exc)
+            log.debug("DetectStream frame -> %s %s", code.name, exc.message)
+            frame_id, model = ("", "") if isinstance(request, Malformed) else (
+                request.frame_id, request.model)  # fmt: skip
+            return error_to_pb(frame_id, model, "grpc-stream", code.value[0], exc.message)
         return result_to_pb(result, "grpc-stream")

@@ -11,6 +11,8 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rest_service.errors import error_document
+
 #: Liveness and readiness stay open, so that orchestrators can probe without the token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 MESSAGE = "missing or wrong token: send Authorization: Bearer <FACEWIRE_AUTH_TOKEN>"
@@ -29,9 +31,7 @@ class BearerAuth:
         if hmac.compare_digest(given, self.expected):
             await self.app(scope, receive, send)
             return
-        # The protocol's own error form on /v2, facewire's elsewhere.
-        key = "error" if scope["path"].startswith("/v2") else "detail"
-        body = json.dumps({key: MESSAGE}).encode()
+        body = json.dumps(error_document(scope["path"], MESSAGE)).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

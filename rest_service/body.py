@@ -57,16 +57,9 @@ async def read_body(request: Request, cap: int, settings: Settings) -> bytes:
         raise UndrainedUpload(_too_large(int(declared), limit))
     chunks: list[bytes] = []  # joined once at the end (a bytearray cost two copies)
     received = 0
-    receive = request.receive  # the ASGI messages: cheaper than Request.stream()
-    more = True
     try:
         async with asyncio.timeout(settings.body_timeout_s):
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnect
-                chunk: bytes = message.get("body", b"")
-                more = message.get("more_body", False)
+            async for chunk in request.stream():
                 received += len(chunk)
                 if received > read_limit:
                     raise UndrainedUpload(_too_large(received, limit))

@@ -11,22 +11,19 @@ each face to a whole pixel of the 300×300 image.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from client.bench.perf import P8_BOX_PX, edge_difference
+from client.bench import FIXTURES
+from client.bench.perf.pipeline import CLOSE_PX, edge_difference
 from client.sources import SampleSource
 from facewire.detector import FaceDetector, FaceRect, Lend
 from facewire.messages import DetectionRequest
 from facewire.pipeline import Pipeline
 from facewire.settings import DecodeMode, Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def frame_sets() -> dict[str, list[bytes]]:
@@ -67,7 +64,7 @@ class WholePixelDetector(FaceDetector):
 def agreement(
     mode: DecodeMode, frames: list[bytes], detector: FaceDetector
 ) -> tuple[int, int, int]:
-    """(frames whose box count differs, frames within P8_BOX_PX, worst edge)."""
+    """(frames whose box count differs, frames within CLOSE_PX, worst edge)."""
     fast = Pipeline(Settings(decode_mode=mode), detector, None)
     colour = Pipeline(Settings(decode_mode="colour"), detector, None)
     worst = [
@@ -75,7 +72,7 @@ def agreement(
         for f in frames
     ]
     counted = [w for w in worst if w is not None]
-    close = sum(w <= P8_BOX_PX for w in counted)
+    close = sum(w <= CLOSE_PX for w in counted)
     return len(worst) - len(counted), close, max(counted, default=0)
 
 

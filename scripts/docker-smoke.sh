@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-IMAGE=tests/fixtures/face_1280x720.jpg
+IMAGE=client/bench/fixtures/face_1280x720.jpg
 STORAGE=${FACEWIRE_STORAGE:-./storage}
 REST="http://127.0.0.1:${FACEWIRE_PUBLISH_REST_PORT:-8001}"
 GRPC="127.0.0.1:${FACEWIRE_PUBLISH_GRPC_PORT:-50051}"

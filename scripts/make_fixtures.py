@@ -20,7 +20,7 @@ import numpy as np
 from skimage import data
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "tests" / "fixtures"
+OUT = ROOT / "client" / "bench" / "fixtures"
 ASSETS = ROOT / "client" / "assets"
 WIDTH, HEIGHT = 1280, 720
 FRAME = 720

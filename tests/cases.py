@@ -6,15 +6,15 @@ import base64
 import os
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
+from client import bench
 from facewire.messages import DetectionRequest, Model
 from facewire.settings import Settings
 from tests import images
 
-FACE = (Path(__file__).parent / "fixtures" / "face_1280x720.jpg").read_bytes()
+FACE = bench.FACE.read_bytes()
 LIMIT = Settings().max_upload_bytes
 
 

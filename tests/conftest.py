@@ -9,11 +9,12 @@ import grpc
 import httpx
 import pytest
 
+from client import bench
 from facewire.settings import Settings
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests.servers import grpc_server, rest_server
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = bench.FIXTURES
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,20 @@ def drive_gui(screen: Screen, url: str, target: str, saves: Path, tmp_path: Path
         gui.wait_for_output(r"grpc: n=[1-9]\d", since=since)
         origin = screen.origin(window)
         shot_path = tmp_path / "mode3.png"
-        wait_for(
-            lambda: panels_show_boxes(screen.screenshot(shot_path), origin),
-            what="two panels with boxes in mode 3",
-        )
+        try:
+            wait_for(
+                lambda: panels_show_boxes(screen.screenshot(shot_path), origin),
+                timeout=30,
+                what="two panels with boxes in mode 3",
+            )
+        except TimeoutError as error:  # say what the screen and the GUI showed
+            shot = screen.screenshot(shot_path)
+            geometry = screen.geometry(window)
+            raise AssertionError(
+                f"{error}: the screen's last picture ({shot_path}) has {shot.std():.1f} "
+                f"grey-level spread; the window: {geometry}; the GUI said:\n"
+                f"{gui.output[-3000:]}"
+            ) from None
         if SCREENSHOT_OUT:
             shutil.copyfile(shot_path, SCREENSHOT_OUT)
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
-import sys
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TypeVar
+from types import TracebackType
+from typing import TypeVar
 
-import httpx
-
+from client.processes import Child
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings
 from grpc_service.server import GrpcService, create_server
@@ -36,14 +33,6 @@ def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "con
             return value
         time.sleep(0.01)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
-def rest_ready(base_url: str) -> bool:
-    """True once the REST service at ``base_url`` answers /readyz with 200."""
-    try:
-        return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @contextmanager
@@ -95,8 +84,9 @@ def grpc_server(settings: Settings, dataplane: DataPlane | None = None) -> Itera
         loop.close()
 
 
-class ServiceProcess:
-    """``python -m <module>`` with FACEWIRE_* settings; knows its address from its log."""
+class ServiceProcess(Child):
+    """``python -m <module>`` with FACEWIRE_* settings (the shared ``Child``), run from
+    the checkout's root; knows the addresses its log announces."""
 
     def __init__(
         self,
@@ -105,53 +95,17 @@ class ServiceProcess:
         args: tuple[str, ...] = (),
         unset: tuple[str, ...] = (),
     ) -> None:
-        self.module = module
-        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        for name in unset:
-            full_env.pop(name, None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=ROOT,
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, args=(self.process.stdout,))
-        self._reader.daemon = True
-        self._reader.start()
-
-    def _read(self, stream: IO[str] | None) -> None:
-        assert stream is not None
-        for line in stream:
-            self.lines.append(line)
+        super().__init__(module, args, env, unset=unset, cwd=ROOT)
+        self.process = self.popen
 
     @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for_output(self, pattern: str, timeout: float = 30.0, since: int = 0) -> re.Match[str]:
-        """The first match of ``pattern`` in the output from offset ``since`` on."""
-
-        def find() -> re.Match[str] | None:
-            match = re.compile(pattern).search(self.output, since)
-            if match is None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.module} exited before {pattern!r}:\n{self.output}")
-            return match
-
-        return wait_for(find, timeout, f"{pattern!r} from {self.module}")
+    def lines(self) -> list[str]:
+        return self.output.splitlines(keepends=True)
 
     def address(self, timeout: float = 30.0) -> str:
         """host:port from the 'listening on' start-up line."""
-
-        def find() -> str | None:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.module} exited early:\n{self.output}")
-            match = re.search(r"listening on (?:https?://)?([\d.]+:\d+)", self.output)
-            return match.group(1) if match else None
-
-        return wait_for(find, timeout, f"{self.module} to listen")
+        match = self.wait_for_output(r"listening on (?:https?://)?([\d.]+:\d+)", timeout)
+        return match.group(1)
 
     def both_addresses(self, timeout: float = 30.0) -> tuple[str, str]:
         """(REST URL, gRPC target) of ``facewire.serve``, from its children's log lines."""
@@ -159,29 +113,17 @@ class ServiceProcess:
         grpc = self.wait_for_output(r"gRPC listening on ([\d.]+:\d+)", timeout)
         return rest.group(1), grpc.group(1)
 
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-        code = self.process.wait(timeout)
-        self._close()
-        return code
+    def stop(self, grace: float = 30.0, signum: int = signal.SIGTERM) -> int:
+        """SIGTERM and the exit status; unlike ``Child.stop``, never SIGKILL: a test
+        that stops a service wants to see it drain, and fails if it does not."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+        return self.popen.wait(grace)
 
-    def _close(self) -> None:
-        self._reader.join(timeout=5)
-        # A reader still blocked means a grandchild holds the pipe open; closing it now
-        # would wait for that read forever. The daemon reader ends with the pipe.
-        if self.process.stdout is not None and not self._reader.is_alive():
-            self.process.stdout.close()
-
-    def __enter__(self) -> ServiceProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # let facewire.serve stop its own children first
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._close()
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        Child.stop(self)  # whatever the test did: SIGTERM, then SIGKILL after the grace

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import select
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from client.engine import Engine
+from client.processes import free_port
 from client.sources import SampleSource
 from client.transports import (
     PROTOCOLS,
@@ -23,12 +25,6 @@ from client.transports import (
 from facewire.settings import Settings
 from tests.conftest import Fixture
 from tests.servers import ServiceProcess, grpc_server, rest_server, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -201,9 +197,16 @@ def test_quitting_with_a_stalled_server_does_not_wait_for_timeouts(face: Fixture
         listener.settimeout(0.2)
         while not stop.is_set():
             try:
-                accepted.append(listener.accept()[0])  # and never a reply
+                connection = listener.accept()[0]
             except TimeoutError:
                 continue
+            # Counted once the request has arrived, so the client waits on its answer.
+            connection.settimeout(5)
+            with contextlib.suppress(OSError):
+                if connection.recv(4096):
+                    accepted.append(connection)  # and never a reply
+                    continue
+            connection.close()
 
     acceptor = threading.Thread(target=accept, daemon=True)
     acceptor.start()
@@ -211,7 +214,7 @@ def test_quitting_with_a_stalled_server_does_not_wait_for_timeouts(face: Fixture
     engine = Engine(SampleSource(), lambda p: make_transport(p, url, "127.0.0.1:1"), mode="rest")
     engine.start()
     try:
-        wait_for(lambda: accepted, what="the client to connect")
+        wait_for(lambda: accepted, what="the client's request")
     finally:
         left_behind = engine.stop()
         stop.set()

@@ -10,10 +10,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from client.engine import Engine
+from client.processes import free_port
 from client.sources import SampleSource
 from client.transports import make_transport
 from tests.servers import ROOT, ServiceProcess, wait_for
-from tests.test_client_live import free_port
 
 
 def serve_env(tmp_path: Path, rest_port: int, grpc_port: int) -> dict[str, str]:

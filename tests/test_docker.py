@@ -197,7 +197,7 @@ def test_make_perf_against_the_containers(stack: Stack, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "perf.json").read_text())
     measured = {row["target"] for row in report["targets"]}
     # What needs only the network; P4 and P7 read the services' own CPU and memory.
-    assert measured == {"P1", "P2", "P3", "P5", "P6", "P8"}
+    assert measured == {"P1", "P2", "P3", "P5", "P6"}
     assert "--rest-url" in report["notes"]["not measured"]
     assert report["errors"] == {}
 

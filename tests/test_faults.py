@@ -10,9 +10,10 @@ from pathlib import Path
 
 import httpx
 
+from client.readiness import rest_ready
 from facewire.audit import audit, complete_image
 from tests.conftest import Fixture
-from tests.servers import ServiceProcess, rest_ready, wait_for
+from tests.servers import ServiceProcess, wait_for
 
 
 def rows_of(folder: Path) -> list[dict[str, str]]:

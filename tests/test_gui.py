@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from client.gui import TITLE
-from client.lab import ready
+from client.processes import free_port
+from client.readiness import ready
 from tests.gui_session import drive_gui
 from tests.servers import ServiceProcess, wait_for
 from tests.xdisplay import Screen, virtual_display
@@ -36,14 +37,8 @@ def test_gui_modes_save_reset_quit(screen: Screen, tmp_path: Path) -> None:
         assert services.stop() == 0
 
 
-def dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_both_hosts_down_the_window_stays_responsive(screen: Screen) -> None:
-    port = dead_port()
+    port = free_port()
     dead = f"127.0.0.1:{port}"
     args = ("--source", "sample", "--mode", "both", "--rest-url", f"http://{dead}",
             "--grpc-target", dead)  # fmt: skip
@@ -58,10 +53,6 @@ def test_both_hosts_down_the_window_stays_responsive(screen: Screen) -> None:
         quit_seconds = time.monotonic() - pressed
     # The issue's own bound; measured at ~0.1 s here, so noise has a wide margin.
     assert quit_seconds < 1.0, f"quit took {quit_seconds:.2f}s"
-
-
-def free_port() -> int:
-    return dead_port()
 
 
 def lab_env(tmp_path: Path) -> dict[str, str]:

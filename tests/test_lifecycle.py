@@ -15,10 +15,11 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.readiness import rest_ready
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests.conftest import Fixture
-from tests.servers import ROOT, ServiceProcess, rest_ready, wait_for
+from tests.servers import ROOT, ServiceProcess, wait_for
 
 
 def service_env(tmp_path: Path) -> dict[str, str]:

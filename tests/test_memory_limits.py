@@ -37,12 +37,13 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.readiness import rest_ready
 from facewire.settings import MiB, Settings
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests import images
 from tests.conftest import Fixture
-from tests.servers import ServiceProcess, grpc_server, rest_ready, wait_for
+from tests.servers import ServiceProcess, grpc_server, wait_for
 
 LIMITS = Settings(max_upload_bytes=1 * MiB, max_image_pixels=4_000_000, threads=2)
 CONCURRENCY = 32

@@ -8,8 +8,8 @@ import pytest
 from facewire.messages import DetectionResult
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
-from grpc_service.converters import result_to_core
-from rest_service.schemas import DetectResponse, to_core
+from facewire.wire.v1_json import DetectResponse, json_to_result
+from facewire.wire.v1_proto import result_to_core
 from tests import images
 from tests.conftest import Fixture
 
@@ -35,7 +35,7 @@ def test_rest_grpc_and_stream_agree(
         "portrait-png": lambda: images.encode(images.decode(face.data).transpose(1, 0, 2), ".png"),
         "tiny": lambda: images.solid_jpeg(16, 16),
     }[which]()
-    rest = to_core(
+    rest = json_to_result(
         DetectResponse.model_validate(
             http.post("/v1/detect", params={"model": model}, content=data).json()
         )

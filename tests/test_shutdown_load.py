@@ -43,12 +43,13 @@ import grpc
 import httpx
 import pytest
 
+from client.readiness import rest_ready
 from client.transports import RestTransport, TransportError
 from facewire.audit import audit
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests.conftest import Fixture
-from tests.servers import ServiceProcess, rest_ready, wait_for
+from tests.servers import ServiceProcess, wait_for
 
 GRACE_S = 20
 CLIENTS = 4

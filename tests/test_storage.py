@@ -15,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import grpc_service.server
+from client.readiness import rest_ready
 from facewire.messages import DetectionResult, Model
 from facewire.settings import Settings
 from facewire.storage import CSV_COLUMNS, FrameStore, Record, spreadsheet_safe
@@ -22,7 +23,7 @@ from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests import images
 from tests.conftest import Fixture
-from tests.servers import ServiceProcess, grpc_server, rest_ready, rest_server, wait_for
+from tests.servers import ServiceProcess, grpc_server, rest_server, wait_for
 
 
 def read_rows(folder: Path) -> list[dict[str, str]]:

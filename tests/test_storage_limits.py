@@ -19,6 +19,7 @@ import grpc
 import httpx
 import pytest
 
+from client.readiness import rest_ready
 from facewire.audit import audit
 from facewire.errors import QuotaExceeded
 from facewire.messages import DetectionResult, Model
@@ -28,7 +29,7 @@ from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests import images
 from tests.conftest import Fixture
-from tests.servers import ServiceProcess, grpc_server, rest_ready, rest_server, wait_for
+from tests.servers import ServiceProcess, grpc_server, rest_server, wait_for
 
 PAGE = 4096
 

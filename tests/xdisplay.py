@@ -52,11 +52,15 @@ class Screen:
         self._run("xdotool", "windowfocus", "--sync", window)
         return window
 
-    def origin(self, window: str) -> tuple[int, int]:
-        fields = dict(
+    def geometry(self, window: str) -> dict[str, str]:
+        """X, Y, WIDTH, HEIGHT (and SCREEN, WINDOW) as xdotool reports them."""
+        return dict(
             line.split("=", 1)
             for line in self._run("xdotool", "getwindowgeometry", "--shell", window).split()
         )
+
+    def origin(self, window: str) -> tuple[int, int]:
+        fields = self.geometry(window)
         return int(fields["X"]), int(fields["Y"])
 
     def key(self, window: str, key: str) -> None:

@@ -36,13 +36,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from client.bench import machine
-from client.bench.processes import facewire_services, free_port
+from client.bench import FACE, machine
+from client.bench.servers import facewire_services
+from client.processes import free_port
 from client.transports import PROTOCOLS, ProtocolName, TransportError, make_transport
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "scripts" / "compose.sh"
-FACE = ROOT / "tests" / "fixtures" / "face_1280x720.jpg"
 WAYS = ("local", "published", "host network")
 #: Requests to each way before the counted ones (connections, caches, pipeline threads).
 WARMUP = 20

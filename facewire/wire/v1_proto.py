@@ -1,12 +1,7 @@
-"""Protobuf messages to core types and back, in pairs (``*_to_core`` / ``*_to_pb``)."""
+"""``facewire.v1`` protobuf messages to core types and back, in pairs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from google.protobuf.message import DecodeError
-
-from facewire.errors import FacewireError, InvalidInput
 from facewire.messages import (
     Box,
     Crop,
@@ -17,32 +12,9 @@ from facewire.messages import (
     Timings,
 )
 from facewire.v1 import face_detection_pb2 as pb
-from grpc_service.errors import grpc_status
 
 
-@dataclass(frozen=True, slots=True)
-class MalformedRequest:
-    """Bytes that do not parse as a ``DetectRequest`` (say, invalid UTF-8 in ``frame_id``).
-
-    Parsing happens in our handler rather than inside grpc, where a failure would end the
-    call, or the whole DetectStream, with UNKNOWN.
-    """
-
-    reason: str = "the message is not a valid facewire.v1.DetectRequest"
-
-
-def parse_request(raw: bytes) -> pb.DetectRequest | MalformedRequest:
-    try:
-        return pb.DetectRequest.FromString(raw)
-    except DecodeError:
-        return MalformedRequest()
-
-
-def request_to_core(
-    message: pb.DetectRequest | MalformedRequest, protocol: str
-) -> DetectionRequest:
-    if isinstance(message, MalformedRequest):
-        raise InvalidInput(message.reason)
+def request_to_core(message: pb.DetectRequest, protocol: str) -> DetectionRequest:
     return DetectionRequest(
         image=message.image,
         model=Model.parse(message.model),
@@ -97,11 +69,14 @@ def result_to_core(message: pb.DetectResponse) -> DetectionResult:
     )
 
 
-def error_to_pb(frame_id: str, model: str, protocol: str, exc: FacewireError) -> pb.DetectResponse:
-    """The in-stream answer for a frame that failed (DetectStream goes on after it)."""
+def error_to_pb(
+    frame_id: str, model: str, protocol: str, code: int, message: str
+) -> pb.DetectResponse:
+    """The in-stream answer for a frame that failed (DetectStream goes on after it);
+    ``code`` is the gRPC status code's number."""
     return pb.DetectResponse(
         frame_id=frame_id,
         model=model,
         protocol=protocol,
-        error=pb.Error(code=grpc_status(exc).value[0], message=exc.message),
+        error=pb.Error(code=code, message=message),
     )

@@ -1,10 +1,10 @@
-"""JSON shapes of the REST API, with converters to and from the core types."""
+"""``POST /v1/detect``'s JSON: the answer's pydantic models, and the core result in
+and out of them."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-import pydantic_core
 from pydantic import BaseModel, Field
 
 from facewire.messages import Box, Crop, DetectionResult, Model, Size, Timings
@@ -53,38 +53,7 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
-def to_json_bytes(result: DetectionResult) -> bytes:
-    """The ``DetectResponse`` JSON of ``result``, written straight from the core type.
-
-    The hot path: building the pydantic models first costs more than the request's own
-    REST work (a test checks it is exactly ``to_json(result).model_dump_json()``).
-    """
-    t = result.timings
-    return pydantic_core.to_json(
-        {
-            "frame_id": result.frame_id,
-            "model": result.model.value,
-            "protocol": "rest",
-            "boxes": [
-                {"x": b.x, "y": b.y, "width": b.width, "height": b.height} for b in result.boxes
-            ],
-            "frame": {"width": result.frame.width, "height": result.frame.height},
-            "crop": {"x": result.crop.x, "y": result.crop.y, "size": result.crop.size},
-            "image": {"width": result.image.width, "height": result.image.height},
-            "timings_ms": {
-                "decode": t.decode,
-                "preprocess": t.preprocess,
-                "detect": t.detect,
-                "save": t.save,
-                "total": t.total,
-                "queue": t.queue,
-            },
-            "saved_image": result.saved_image,
-        }
-    )
-
-
-def to_json(result: DetectionResult) -> DetectResponse:
+def result_to_json(result: DetectionResult) -> DetectResponse:
     t = result.timings
     return DetectResponse(
         frame_id=result.frame_id,
@@ -105,7 +74,7 @@ def to_json(result: DetectionResult) -> DetectResponse:
     )
 
 
-def to_core(response: DetectResponse) -> DetectionResult:
+def json_to_result(response: DetectResponse) -> DetectionResult:
     t = response.timings_ms
     return DetectionResult(
         frame_id=response.frame_id,

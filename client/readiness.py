@@ -1,0 +1,43 @@
+"""Whether both services are ready: REST's ``/readyz`` and gRPC's standard health
+service, checked the way their own health checks do, with the client's TLS trust."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from client.transports.base import ssl_context
+from client.transports.channel import open_channel
+from facewire.settings import Settings
+from facewire.tls import trusted_file
+
+
+def rest_ready(rest_url: str, timeout: float = 1.0) -> bool:
+    """Whether ``rest_url`` answers /readyz with 200 (https trusting what the services'
+    own checks trust: FACEWIRE_TLS_CA_FILE, else the service's certificate)."""
+    trusted = trusted_file(Settings())
+    verify = ssl_context(trusted) if trusted else True
+    try:
+        return httpx.get(f"{rest_url}/readyz", timeout=timeout, verify=verify).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def grpc_serving(target: str, tls: bool = False, timeout: float = 1.0) -> bool:
+    """Whether the gRPC service at ``target`` reports SERVING."""
+    settings = Settings()
+    trusted = trusted_file(settings)
+    with open_channel(target, tls=tls or settings.tls, ca_file=trusted) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def ready(rest_url: str, grpc_target: str) -> bool:
+    """Both services ready (TLS follows the REST URL's scheme, as the transports do)."""
+    return rest_ready(rest_url) and grpc_serving(grpc_target, tls=rest_url.startswith("https"))

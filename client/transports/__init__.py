@@ -1,0 +1,84 @@
+"""One client interface, five transports: REST, gRPC unary and gRPC stream (facewire's
+own APIs), and the Open Inference Protocol over REST and gRPC.
+
+Every transport is measured the same way: the clock starts just before the request is
+built and sent, and stops once the response is fully parsed into the core
+``DetectionResult``. ``parse_ms`` is the part after the last byte arrived: JSON or
+protobuf decoding plus conversion (gRPC calls return raw bytes so that protobuf decoding
+happens on this clock too, as JSON decoding does). Byte counts are application
+payloads: the HTTP body, or the serialized protobuf message. The wire formats are the
+services' own codecs, from ``facewire.wire``.
+
+TLS: REST follows the URL's scheme; gRPC uses a secure channel when asked to (see
+``make_transport`` for the rule). ``ca_file`` names the PEM certificates to trust instead
+of the system's store (a self-signed service certificate, say). Either way the cost is
+paid once, when a transport (or a REST connection) is made, never per request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from client.transports.base import (
+    ALL_PROTOCOLS,
+    PROTOCOLS,
+    ErrorKind,
+    ProtocolName,
+    Reply,
+    Transport,
+    TransportError,
+)
+from client.transports.rest import RestTransport, RestV2Transport
+from client.transports.stream import GrpcStreamTransport
+from client.transports.unary import GrpcTransport, GrpcV2Transport
+from facewire.settings import Settings
+
+__all__ = [
+    "ALL_PROTOCOLS",
+    "PROTOCOLS",
+    "ErrorKind",
+    "GrpcStreamTransport",
+    "GrpcTransport",
+    "GrpcV2Transport",
+    "ProtocolName",
+    "Reply",
+    "RestTransport",
+    "RestV2Transport",
+    "Transport",
+    "TransportError",
+    "make_transport",
+]
+
+
+def make_transport(
+    protocol: ProtocolName,
+    rest_url: str,
+    grpc_target: str,
+    token: str | None = None,
+    ca_file: Path | str | None = None,
+) -> Transport:
+    """A transport; ``token`` defaults to FACEWIRE_AUTH_TOKEN, as the services read it.
+
+    TLS: REST uses it when ``rest_url`` is https://; gRPC when ``rest_url`` is https://
+    or a CA file is set (both services speak TLS or neither does). ``ca_file`` defaults
+    to FACEWIRE_TLS_CA_FILE; when set, both trust it (only it) instead of the system's
+    trust store.
+    """
+    if token is None or ca_file is None:
+        settings = Settings()
+        if token is None:
+            secret = settings.auth_token
+            token = secret.get_secret_value() if secret is not None else None
+        if ca_file is None:
+            ca_file = settings.tls_ca_file
+    if protocol == "rest":
+        return RestTransport(rest_url, token=token, ca_file=ca_file)
+    if protocol == "rest-v2":
+        return RestV2Transport(rest_url, token=token, ca_file=ca_file)
+    tls = urlsplit(rest_url).scheme == "https" or ca_file is not None
+    if protocol == "grpc":
+        return GrpcTransport(grpc_target, token=token, tls=tls, ca_file=ca_file)
+    if protocol == "grpc-v2":
+        return GrpcV2Transport(grpc_target, token=token, tls=tls, ca_file=ca_file)
+    return GrpcStreamTransport(grpc_target, token=token, tls=tls, ca_file=ca_file)

@@ -1,0 +1,96 @@
+"""One gRPC channel, reused for every call: what the gRPC transports share.
+
+Calls carry raw bytes both ways (no serializers on the channel): building the request
+and decoding the answer then run on our clock, as they do for REST. The channel is a
+TLS one when ``tls`` is true or ``ca_file`` is given (trusting ``ca_file`` only, else
+the system's trust store), else plaintext.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from client.transports.base import Reply, TransportError, read_ca_file
+from facewire.settings import MiB
+from facewire.v1 import face_detection_pb2 as pb
+from facewire.wire.v1_proto import result_to_core
+
+OPTIONS = [
+    ("grpc.max_send_message_length", 64 * MiB),
+    ("grpc.max_receive_message_length", 64 * MiB),
+    # Reconnect quickly when a restarted service comes back.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+def open_channel(
+    target: str, *, tls: bool = False, ca_file: Path | str | None = None
+) -> grpc.Channel:
+    if tls or ca_file is not None:
+        roots = read_ca_file(ca_file) if ca_file is not None else None
+        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+        return grpc.secure_channel(target, credentials, options=OPTIONS)
+    return grpc.insecure_channel(target, options=OPTIONS)
+
+
+class GrpcChannel:
+    """A transport's channel, its metadata (the token) and its per-call timeout."""
+
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 10.0,
+        token: str | None = None,
+        *,
+        tls: bool = False,
+        ca_file: Path | str | None = None,
+    ) -> None:
+        self._channel = open_channel(target, tls=tls, ca_file=ca_file)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._timeout = timeout
+        self._bind()
+
+    def _bind(self) -> None:
+        """Make this transport's callables (and state) on ``self._channel``."""
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def detect_request(image: bytes, model: str, save: bool, frame_id: str) -> bytes:
+    """A ``facewire.v1.DetectRequest``, serialized; the model as given (a service must
+    refuse an unknown one, so the client does not check it)."""
+    message = pb.DetectRequest(image=image, model=model, save=save, frame_id=frame_id)
+    return message.SerializeToString()
+
+
+def parse_answer(raw: bytes) -> pb.DetectResponse:
+    try:
+        return pb.DetectResponse.FromString(raw)
+    except DecodeError:
+        raise TransportError("protocol", "the reply is not a facewire answer") from None
+
+
+def reply(request: bytes, raw: bytes, message: pb.DetectResponse, start_ns: int,
+          received_ns: int) -> Reply:  # fmt: skip
+    """Convert the answer, then stop the clock: parsing is part of what is measured."""
+    result = result_to_core(message)
+    end = time.perf_counter_ns()
+    return Reply(result, (end - start_ns) / 1e6, len(request), len(raw), (end - received_ns) / 1e6)
+
+
+def grpc_error(error: grpc.RpcError) -> TransportError:
+    code = error.code() if isinstance(error, grpc.Call) else None
+    details = (error.details() if isinstance(error, grpc.Call) else None) or str(code)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return TransportError("unreachable", details)
+    if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        return TransportError("timeout", "no answer in time")
+    name = code.name if code is not None else "UNKNOWN"
+    return TransportError("rejected", f"{name}: {details}")

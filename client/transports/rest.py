@@ -1,0 +1,156 @@
+"""REST over one kept-alive HTTP/1.1 connection: facewire's ``/v1/detect`` and the
+Open Inference Protocol's ``/v2/models/<model>/infer``.
+
+The standard library's ``http.client`` rather than httpx: on loopback httpx's own
+Python costs about 0.4 ms a request (docs/performance.md), which would be counted
+against REST. A connection that fails is dropped and the next call makes a new one.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import time
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+from pydantic import ValidationError
+
+from client.transports.base import (
+    ProtocolName,
+    Reply,
+    TransportError,
+    core_request,
+    first_line,
+    ssl_context,
+)
+from facewire import inference
+from facewire.wire import v1_json, v2_json
+
+
+class RestTransport:
+    """POST /v1/detect with the raw JPEG body."""
+
+    name: ProtocolName = "rest"
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        token: str | None = None,
+        ca_file: Path | str | None = None,
+    ) -> None:
+        url = urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        # One context for every connection (http.client would load the trust store anew
+        # for each); ca_file only matters for https.
+        self._ssl = ssl_context(ca_file) if url.scheme == "https" else None
+        self._host = url.hostname
+        self._port = url.port
+        self._base = url.path.rstrip("/")
+        self._timeout = timeout
+        self._connection: http.client.HTTPConnection | None = None
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {"Content-Type": "image/jpeg", **self._auth}
+
+    def _connect(self) -> http.client.HTTPConnection:
+        connection = self._connection
+        if connection is not None and connection.sock is not None:
+            # Readable while idle means the server closed it (uvicorn drops idle
+            # keep-alive connections after 5 s): reconnect rather than fail the call.
+            readable, _, _ = select.select([connection.sock], [], [], 0)
+            if readable:
+                self.close()
+        if self._connection is None:
+            if self._ssl is not None:
+                connection = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=min(self._timeout, 2.0), context=self._ssl
+                )
+            else:
+                connection = http.client.HTTPConnection(
+                    self._host, self._port, timeout=min(self._timeout, 2.0)
+                )
+            connection.connect()
+            assert connection.sock is not None
+            connection.sock.settimeout(self._timeout)  # connecting is short; answers may not be
+            self._connection = connection
+        return self._connection
+
+    def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
+        query = urlencode(
+            {"model": model, "save": "true" if save else "false", "frame_id": frame_id}
+        )
+        start = time.perf_counter_ns()
+        response, body = self._post(f"{self._base}/v1/detect?{query}", image, self._headers)
+        received = time.perf_counter_ns()
+        if response.status != 200:
+            raise TransportError(
+                "rejected", f"HTTP {response.status}: {_detail(body, response.reason)}"
+            )
+        try:
+            result = v1_json.json_to_result(v1_json.DetectResponse.model_validate_json(body))
+        except ValidationError:
+            raise TransportError("protocol", "the reply is not a facewire answer") from None
+        end = time.perf_counter_ns()
+        return Reply(result, (end - start) / 1e6, len(image), len(body), (end - received) / 1e6)
+
+    def _post(
+        self, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request on the kept-alive connection; the connection is dropped on any
+        failure and when the server says it will close it."""
+        try:
+            connection = self._connect()
+            connection.request("POST", path, body, headers)
+            response = connection.getresponse()
+            answer = response.read()
+        except TimeoutError:
+            self.close()
+            raise TransportError("timeout", "no answer in time") from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise TransportError("unreachable", first_line(exc) or type(exc).__name__) from None
+        if response.will_close:
+            self.close()
+        return response, answer
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class RestV2Transport(RestTransport):
+    """POST /v2/models/<model>/infer with Triton's binary tensor data extension, both
+    ways (``facewire.wire.v2_json``)."""
+
+    name: ProtocolName = "rest-v2"
+
+    def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
+        start = time.perf_counter_ns()
+        request = core_request(image, model, save, frame_id)
+        body, header_length = v2_json.encode_request(request)
+        headers = {v2_json.HEADER_LENGTH: str(header_length), **self._auth}
+        path = f"{self._base}/v2/models/{inference.MODEL_NAMES[request.model]}/infer"
+        response, answer = self._post(path, body, headers)
+        received = time.perf_counter_ns()
+        if response.status != 200:
+            detail = v2_json.decode_error(answer) or response.reason
+            raise TransportError("rejected", f"HTTP {response.status}: {detail}")
+        length = response.getheader(v2_json.HEADER_LENGTH)
+        try:
+            values, parameters = v2_json.decode_response(answer, int(length) if length else None)
+            result = inference.from_outputs(values, request.model, frame_id, parameters)
+        except (ValidationError, ValueError, KeyError, TypeError):
+            raise TransportError("protocol", "the reply is not an inference answer") from None
+        end = time.perf_counter_ns()
+        return Reply(result, (end - start) / 1e6, len(body), len(answer), (end - received) / 1e6)
+
+
+def _detail(body: bytes, reason: str) -> str:
+    """An error answer's ``detail``, else the HTTP reason phrase."""
+    try:
+        return v1_json.ErrorResponse.model_validate_json(body).detail
+    except ValidationError:
+        return reason

@@ -1,0 +1,66 @@
+"""Registers a servicer's methods with requests parsed leniently, for every service.
+
+grpc parses each request with the method's deserializer before our code runs, and a
+message that does not parse would end the call (or a whole stream) with UNKNOWN. Here
+it becomes a ``Malformed`` value instead, which the servicer answers with a clean
+INVALID_ARGUMENT, or with an in-stream error while the stream goes on. Otherwise this
+is what the generated ``add_*Servicer_to_server`` does, for unary and bidirectional
+methods alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Bytes that did not parse as the method's request message."""
+
+    kind: str  # the message's full name, e.g. facewire.v1.DetectRequest
+
+    @property
+    def reason(self) -> str:
+        return f"the message is not a valid {self.kind}"
+
+
+def lenient(kind: type[Message]) -> Callable[[bytes], Message | Malformed]:
+    def parse(raw: bytes) -> Message | Malformed:
+        try:
+            return kind.FromString(raw)
+        except DecodeError:
+            return Malformed(kind.DESCRIPTOR.full_name)
+
+    return parse
+
+
+def register(
+    server: grpc.aio.Server, service: ServiceDescriptor, messages: ModuleType, servicer: Any
+) -> None:
+    """Every method of ``service`` (from the generated module ``messages``), served by
+    the servicer's method of the same name."""
+    handlers = {}
+    for method in service.methods:
+        if method.client_streaming != method.server_streaming:
+            raise ValueError(f"{method.full_name}: only unary and bidirectional methods")
+        make = (
+            grpc.stream_stream_rpc_method_handler
+            if method.client_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=lenient(getattr(messages, method.input_type.name)),
+            response_serializer=getattr(messages, method.output_type.name).SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(service.full_name, handlers)  # as generated code does
