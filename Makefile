@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run gui bench perf soak fuzz serve run-rest run-grpc test pytest lint format proto \
+.PHONY: help setup system-deps run gui bench perf claims soak fuzz serve run-rest run-grpc test pytest lint format proto \
         screenshot fixtures docker-lint docker-engine docker-engine-stop docker-base docker-up docker-down docker-smoke docker-bench constraints clean
 
 help: ## List the targets
@@ -25,14 +25,17 @@ setup: $(STAMP) ## Create .venv and install facewire with the GUI OpenCV wheel a
 system-deps: ## Install the Debian packages the tests need (only those missing)
 	./scripts/system-deps.sh
 
-run: setup ## The main job: both services + the GUI (or, with no display, a headless comparison)
-	$(BIN)/python -m client.lab
+run: setup ## The main job: both services + the GUI (or, with no display, a headless comparison; ARGS="--network cable")
+	$(BIN)/python -m client.lab $(ARGS)
 
 bench: setup ## The benchmark: start the services, run the sweep, write a report (ARGS="...")
 	$(BIN)/python -m client.bench --start-services --inprocess $(ARGS)
 
 perf: setup ## The performance targets as in-run ratios, about 7 minutes (ARGS="--quick")
 	$(BIN)/python -m client.bench.perf $(ARGS)
+
+claims: setup ## Test the seeds' claims about REST and gRPC, one experiment each; writes claims-results/ (root for links)
+	$(BIN)/python -m client.bench.claims $(ARGS)
 
 soak: setup ## Both services under mixed traffic for 10 minutes, then an audit of every save (ARGS="--duration 60")
 	$(BIN)/python -m client.bench.soak $(ARGS)

@@ -224,8 +224,8 @@ class Engine:
     def stop(self) -> list[str]:
         """Stop capture and workers, close connections and release the source.
 
-        Closing a connection cancels a gRPC call at once, but not an HTTP read already
-        blocked on a stalled server; such a worker gets a bounded wait and is then left
+        Closing a transport ends its outstanding call at once (gRPC cancels it; REST shuts
+        its socket down). A worker that still has not ended after a bounded wait is left
         behind (its thread is a daemon). Returns the protocols left behind.
         """
         self._stop.set()

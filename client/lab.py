@@ -2,11 +2,14 @@
 
 With a display: start the services (or use the ones already running), open the GUI on
 ``--source auto``, and stop the services when the window closes. With no display: say
-so, and run a short headless comparison on the sample source instead.
+so, and run a short headless comparison on the sample source instead. With a network
+(``--network PROFILE`` and friends, root only) the services run behind that link, in a
+network namespace of their own.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -16,6 +19,9 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from client.__main__ import main as client_main
+from client.network.namespace import NetworkError, ServiceNetwork, preflight, service_network
+from client.network.options import add_network_options, profile_from
+from client.network.profiles import ProfileError
 from client.processes import Child
 from client.readiness import ready
 from facewire.settings import Settings, url_host
@@ -35,37 +41,74 @@ def addresses(settings: Settings) -> tuple[str, str]:
 
 
 @contextmanager
-def services(rest_url: str, grpc_target: str) -> Iterator[None]:
-    """Both services, ready; started here (and stopped after) unless already running."""
-    if ready(rest_url, grpc_target):
+def services(
+    rest_url: str,
+    grpc_target: str,
+    network: ServiceNetwork | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """Both services, ready, and their addresses: the ones given when services already
+    answer there (and no network is asked for), else started here and stopped after:
+    on loopback, or inside ``network``'s namespace on the ports given."""
+    if network is None and ready(rest_url, grpc_target):
         log.info("using the services already running at %s and %s", rest_url, grpc_target)
-        yield
+        yield rest_url, grpc_target
         return
-    log.info("starting both services (python -m facewire.serve)")
     rest, grpc_port = urlsplit(rest_url), grpc_target.rsplit(":", 1)[-1]
-    env = {"FACEWIRE_REST_PORT": str(rest.port or 80), "FACEWIRE_GRPC_PORT": grpc_port}
-    child = Child("facewire.serve", env=env, terminal=True)  # its log, live, to the user
+    settings = {"FACEWIRE_REST_PORT": str(rest.port or 80), "FACEWIRE_GRPC_PORT": grpc_port,
+                **(env or {})}  # fmt: skip
+    prefix: list[str] = []
+    if network is not None:
+        settings["FACEWIRE_HOST"] = network.service_ip
+        prefix = network.prefix
+        rest_url = f"{rest.scheme}://{network.service_ip}:{rest.port or 80}"
+        grpc_target = f"{network.service_ip}:{grpc_port}"
+        log.info("starting both services behind %s", network.profile.describe())
+    else:
+        log.info("starting both services (python -m facewire.serve)")
+    child = Child("facewire.serve", env=settings, terminal=True, prefix=prefix)  # its log, live
     try:
         child.wait_until(lambda: ready(rest_url, grpc_target), "the services", START_TIMEOUT)
     except RuntimeError as error:
         child.stop()
         raise SystemExit(f"facewire: {error}") from None
     try:
-        yield
+        yield rest_url, grpc_target
     finally:
         child.stop(grace=30, signum=signal.SIGINT)  # as Ctrl-C would: both drain
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m client.lab",
+        description="make run: both services and the client; other options go to the client "
+        "(python -m client --help)",
+    )
+    add_network_options(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    rest_url, grpc_target = addresses(Settings())
-    common = ["--rest-url", rest_url, "--grpc-target", grpc_target, *sys.argv[1:]]
-    with services(rest_url, grpc_target):
-        if has_display():
-            return client_main(["--source", "auto", *common])
-        log.info("no display (DISPLAY is not set): running a short headless comparison instead")
-        return client_main(["--headless", "--source", "sample", "--frames", "100", *common])
+    args, client_args = parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    try:
+        profile = profile_from(args)
+        preflight(profile)
+        network_context = service_network(profile)
+        with network_context as network:
+            rest_url, grpc_target = addresses(Settings())
+            with services(rest_url, grpc_target, network) as (rest_url, grpc_target):
+                common = ["--rest-url", rest_url, "--grpc-target", grpc_target, *client_args]
+                if has_display():
+                    return client_main(["--source", "auto", *common])
+                log.info("no display (DISPLAY is not set): running a short headless "
+                         "comparison instead")  # fmt: skip
+                return client_main(["--headless", "--source", "sample", "--frames", "100",
+                                    *common])  # fmt: skip
+    except (ProfileError, NetworkError) as error:
+        print(f"facewire: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

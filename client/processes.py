@@ -48,7 +48,8 @@ def _default_log(module: str) -> Path:
 class Child:
     """``python -m module *args`` with ``env`` added (and ``unset`` removed); its output
     goes to ``log`` (a file of its own when not named), or with ``terminal``, to this
-    process's own terminal, for a person to watch."""
+    process's own terminal, for a person to watch. ``prefix`` runs it through another
+    command first (``ip netns exec NAME``: inside a network namespace)."""
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class Child:
         terminal: bool = False,
         unset: Sequence[str] = (),
         cwd: Path | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.module = module
         self.log = None if terminal else log or _default_log(module)
@@ -70,7 +72,7 @@ class Child:
             out = None if self.log is None else files.enter_context(open(self.log, "wb"))
             # Fixed argv: our own interpreter and module; settings travel in the environment.
             self.popen = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", module, *args],
+                [*prefix, sys.executable, "-m", module, *args],
                 env=full_env,
                 cwd=cwd,
                 stdout=out,

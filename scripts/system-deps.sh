@@ -5,9 +5,11 @@
 #   docker.io, docker-compose, debootstrap: the compose stack's end-to-end test (an
 #                        engine, Compose v1 where v2 is missing, and `make docker-base`)
 #   xvfb, xdotool, imagemagick: the GUI test (a virtual screen, key presses, screenshots)
+#   nghttp2-client, iproute2, openssl: h2load as a load generator, network namespaces
+#                        and tc for network profiles, and certificates for make claims
 set -euo pipefail
 packages=(libgl1 libglib2.0-0 libx11-6 libxext6 libxcb1 libsm6 libice6
-  docker.io docker-compose debootstrap xvfb xdotool imagemagick)
+  docker.io docker-compose debootstrap xvfb xdotool imagemagick nghttp2-client iproute2 openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

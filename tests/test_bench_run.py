@@ -228,8 +228,8 @@ def test_a_stalled_server_shows_in_p99_under_open_loop_load(tmp_path: Path) -> N
     latency = Latency.of(result.latency)
     assert latency is not None
     assert result.completed + sum(result.errors.values()) + result.dropped == 120
-    assert latency.p50 < 100  # most requests never saw the stall
-    assert latency.p99 > 300  # but the stall is in the tail, not hidden
+    assert latency.p99 > 300  # the 600 ms stall is in the tail, not hidden
+    assert latency.p50 * 3 < latency.p99  # and most requests never saw it
 
 
 def test_make_perf_quick_measures_every_target(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import re
 import select
 import socket
 from collections.abc import Iterator
@@ -200,18 +201,41 @@ def test_quitting_with_a_stalled_server_does_not_wait_for_timeouts(face: Fixture
                 connection = listener.accept()[0]
             except TimeoutError:
                 continue
-            # Counted once the request has arrived, so the client waits on its answer.
+            # Counted once the whole request has arrived, so the client is reading its
+            # answer: closing a connection still sending fails at once, which is no test.
             connection.settimeout(5)
             with contextlib.suppress(OSError):
-                if connection.recv(4096):
+                if whole_request(connection):
                     accepted.append(connection)  # and never a reply
                     continue
             connection.close()
 
+    def whole_request(connection: socket.socket) -> bool:
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return False
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return False
+            body += chunk
+        return True
+
     acceptor = threading.Thread(target=accept, daemon=True)
     acceptor.start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    engine = Engine(SampleSource(), lambda p: make_transport(p, url, "127.0.0.1:1"), mode="rest")
+
+    def connect(protocol: ProtocolName) -> Transport:
+        if protocol == "rest":  # a timeout far beyond the test's: only closing can end it
+            return RestTransport(url, token=None, timeout=3600)
+        return make_transport(protocol, url, "127.0.0.1:1")
+
+    engine = Engine(SampleSource(), connect, mode="rest")
     engine.start()
     try:
         wait_for(lambda: accepted, what="the client's request")
@@ -222,7 +246,30 @@ def test_quitting_with_a_stalled_server_does_not_wait_for_timeouts(face: Fixture
         for sock in accepted:
             sock.close()
         listener.close()
-    # stop() returned while the request was still outstanding (its timeout is 10 s): had it
-    # waited for the request, the worker would have ended and nothing would be left behind.
-    assert left_behind == ["rest"]
+    # The request was outstanding with an hour to go: the worker ended only because
+    # stop() closed its connection under it.
+    assert left_behind == []
+    assert not engine.workers["rest"].alive
     assert not engine.workers["grpc"].alive
+
+
+def test_every_protocol_and_payload_form_finds_the_same_face(
+    rest_url: str, grpc_target: str, face: Fixture
+) -> None:
+    """Each name makes its own transport, and all of them get the same answer: facewire's
+    APIs, the Open Inference Protocol's, and REST's multipart and plain-JSON forms."""
+    from client.transports import ALL_PROTOCOLS, PAYLOAD_FORMS
+
+    answers = {}
+    for protocol in (*ALL_PROTOCOLS, *PAYLOAD_FORMS):
+        transport = make_transport(protocol, rest_url, grpc_target)
+        try:
+            assert transport.name == protocol
+            reply = transport.detect(face.data, model="haar", save=False, frame_id="f")
+        finally:
+            transport.close()
+        answers[protocol] = (reply.result.boxes, reply.result.crop)
+        assert reply.bytes_sent >= len(face.data)
+    assert len(set(answers.values())) == 1, answers
+    with pytest.raises(ValueError, match="unknown protocol"):
+        make_transport("smoke-signals", rest_url, grpc_target)  # type: ignore[arg-type]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,11 +47,11 @@ def test_both_hosts_down_the_window_stays_responsive(screen: Screen) -> None:
         gui.wait_for_output("grpc: unreachable")
         window = screen.window(TITLE)
         screen.key(window, "q")
-        pressed = time.monotonic()
         assert gui.process.wait(10) == 0, gui.output
-        quit_seconds = time.monotonic() - pressed
-    # The issue's own bound; measured at ~0.1 s here, so noise has a wide margin.
-    assert quit_seconds < 1.0, f"quit took {quit_seconds:.2f}s"
+    # Quitting waits at most QUIT_WAIT_S (1 s, the bound) and then leaves any
+    # worker behind, saying so: here every worker ended within that wait.
+    assert "quit without waiting" not in gui.output
+    assert "window closed" in gui.output
 
 
 def lab_env(tmp_path: Path) -> dict[str, str]:

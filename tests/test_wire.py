@@ -178,3 +178,15 @@ def test_v2_binary_framing_is_checked() -> None:
 def test_numpy_types_serve_both_directions() -> None:
     tensor = inference.to_outputs(DetectionResult("f", Model.HAAR, boxes=(Box(1, 2, 3, 4),)))[0]
     assert np.frombuffer(tensor.raw(), inference.NUMPY_TYPES["INT32"]).tolist() == [1, 2, 3, 4]
+
+
+@given(requests)
+def test_v2_plain_json_request_round_trip(request: DetectionRequest) -> None:
+    """Without the binary extension: the image in base64, inside the JSON."""
+    body, _ = v2_json.encode_request(request, binary=False)
+    decoded = v2_json.decode_request(body, None)
+    assert not any(decoded.binary.values())
+    core = inference.to_request(
+        request.model, decoded.inputs, frame_id=decoded.id or "", protocol=request.protocol
+    )
+    assert core == request

@@ -25,12 +25,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from client.bench import machine, report
 from client.bench.floor import measure_floor
+from client.bench.h2load import H2loadError
 from client.bench.runner import BenchConfig, config_dict, run_sweep
 from client.engine import encode_frame
+from client.network import linkcheck
+from client.network.namespace import NetworkError, ServiceNetwork, preflight, service_network
+from client.network.options import add_network_options, profile_from
+from client.network.profiles import ProfileError
+from client.processes import free_port
 from client.sources import Image, SourceError, open_source
-from client.transports import ALL_PROTOCOLS, PROTOCOLS
+from client.transports import ALL_PROTOCOLS, PAYLOAD_FORMS, PROTOCOLS
 
 MODELS = ("haar", "decode", "echo")
+GENERATORS = ("python", "h2load")
 
 
 def _list(kind: type, choices: tuple[str, ...] | None = None) -> Any:
@@ -94,10 +101,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--protocols",
-        type=_list(str, ALL_PROTOCOLS),
+        type=_list(str, (*ALL_PROTOCOLS, *PAYLOAD_FORMS)),
         default=PROTOCOLS,
-        help="rest, grpc, grpc-stream (the default), and the Open Inference Protocol's "
-        "rest-v2 and grpc-v2",
+        help="rest, grpc, grpc-stream (the default), the Open Inference Protocol's "
+        "rest-v2 and grpc-v2, and REST's other payload forms: rest-multipart, rest-v2-json",
     )
     p.add_argument("--models", type=_list(str, MODELS), default=("haar", "echo"))
     load = p.add_mutually_exclusive_group()
@@ -134,6 +141,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-target", default="127.0.0.1:50051")
     p.add_argument("--start-services", action="store_true",
                    help="start both services for the run (or use the ones running)")  # fmt: skip
+    p.add_argument(
+        "--generator",
+        type=_list(str, GENERATORS),
+        default=("python",),
+        help="python (facewire's client, the default), h2load (nghttp2's, for rest and "
+        "grpc), or python,h2load: both, window by window",
+    )
+    p.add_argument("--grpc-metrics-url", help="h2load: the gRPC service's /metrics (the bench "
+                   "knows it when it starts the services)")  # fmt: skip
+    p.add_argument(
+        "--new-connection-per-request",
+        action="store_true",
+        help="a new connection for every request (rest, grpc), not one kept alive",
+    )
+    add_network_options(p)
     p.add_argument("--out", type=Path, help="output folder (default bench-results/<UTC time>)")
     p.add_argument("--seed", type=int, default=1)
     return p
@@ -182,11 +204,25 @@ def run(args: argparse.Namespace, console: Console) -> int:
         warmup_s=args.warmup,
         processes=None if args.processes == "auto" else int(args.processes),
         seed=args.seed,
+        generators=args.generator,
+        new_connection=args.new_connection_per_request,
     )
+    if config.new_connection and "grpc-stream" in config.protocols:
+        console.print(
+            "[red]facewire bench: --new-connection-per-request does not apply to "
+            "grpc-stream (one long-lived stream): --protocols rest,grpc[/red]"
+        )
+        return 2
+    try:
+        profile = profile_from(args)
+        preflight(profile)  # not root, or no netem for a delay: say so before anything runs
+    except (ProfileError, NetworkError) as error:
+        console.print(f"[red]facewire bench: {error}[/red]", soft_wrap=True)
+        return 2
     try:
         frames, frame_info = prepare_frames(args)
     except SourceError as error:
-        console.print(f"[red]facewire bench: {error}[/red]")
+        console.print(f"[red]facewire bench: {error}[/red]", soft_wrap=True)
         return 2
     out = args.out or Path("bench-results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     floors = {}
@@ -194,32 +230,22 @@ def run(args: argparse.Namespace, console: Console) -> int:
         for model in (m for m in config.models if m != "echo"):  # echo has no pipeline work
             console.print(f"floor: in-process pipeline, model {model}")
             floors[model] = measure_floor(frames, model)
-    services: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-    if args.start_services:
-        from client.lab import services as start_services
-
-        services = start_services(args.rest_url, args.grpc_target)
-    total = len(config.models) * len(config.levels) * len(config.protocols) * config.max_windows
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
     started = time.time()
-    with services, Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("windows (at most)", total=total)
-
-        def advance(model: str, level: float, protocol: str) -> None:
-            progress.update(task, advance=1, description=f"{model} {level:g} {protocol}")
-
-        try:
-            points = run_sweep(config, frames, args.rest_url, args.grpc_target,
-                               encode_ms=frame_info["encode_ms"], floors=floors,
-                               progress=advance)  # fmt: skip
-        except RuntimeError as error:
-            console.print(f"[red]facewire bench: {error}[/red]")
-            return 1
+    try:
+        with service_network(profile) as network:
+            points, link = _measure(args, config, frames, frame_info, floors, network, console)
+    except (ProfileError, NetworkError, H2loadError, RuntimeError) as error:
+        console.print(f"[red]facewire bench: {error}[/red]", soft_wrap=True)
+        return 1
     result = {
         **machine.run_record("facewire_bench", started),
         "command": "python -m client.bench " + shlex.join(sys.argv[1:]),
         "config": config_dict(config),
+        "network": profile.as_dict(),
+        "link_check": link,
+        "connections": "a new connection per request"
+        if config.new_connection
+        else "kept alive (one per client thread)",
         "frames": frame_info,
         "floor": floors,
         "points": points,
@@ -228,7 +254,72 @@ def run(args: argparse.Namespace, console: Console) -> int:
     report.print_table(result, console)
     console.print(f"results in {out}/ ({report.REPORT_MD}, {report.RESULTS_CSV}, "
                   f"{report.RESULTS_JSON}, plots)")  # fmt: skip
+    failed = [p for p in points if p["generator"] == "h2load" and p["error_count"]]
+    if failed:
+        # h2load counts a refused gRPC call (HTTP 200, grpc-status not OK) as a success;
+        # the services' own counters did not: the run fails, as it would have in Python.
+        console.print(f"[red]facewire bench: h2load's requests failed at "
+                      f"{len(failed)} point(s); see the errors column[/red]")  # fmt: skip
+        return 1
     return 0
+
+
+def _measure(
+    args: argparse.Namespace,
+    config: BenchConfig,
+    frames: list[bytes],
+    frame_info: dict[str, Any],
+    floors: dict[str, dict[str, float]],
+    network: ServiceNetwork | None,
+    console: Console,
+) -> tuple[list[dict[str, object]], dict[str, Any] | None]:
+    """The sweep, against the services given, or started here (behind ``network`` when
+    there is one): its points, and the link check."""
+    rest_url, grpc_target = args.rest_url, args.grpc_target
+    env: dict[str, str] = {}
+    metrics: tuple[str, str] | None = None
+    if "h2load" in config.generators and args.start_services:
+        env["FACEWIRE_GRPC_METRICS_PORT"] = str(free_port())
+    services: contextlib.AbstractContextManager[tuple[str, str]] = contextlib.nullcontext(
+        (rest_url, grpc_target)
+    )
+    if args.start_services or network is not None:
+        from client.lab import services as start_services
+
+        services = start_services(rest_url, grpc_target, network, env)
+    link = None
+    total = len(config.models) * len(config.levels) * len(config.series) * config.max_windows
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with services as (rest_url, grpc_target):
+        if network is not None:
+            console.print(f"network: {network.profile.describe()}")
+            directions = linkcheck.check(network)
+            console.print(f"link check: {linkcheck.describe(directions)}")
+            link = {name: d.as_dict() for name, d in directions.items()}
+        if "h2load" in config.generators:
+            grpc_host = grpc_target.rsplit(":", 1)[0]
+            grpc_metrics = args.grpc_metrics_url or (
+                f"http://{grpc_host}:{env['FACEWIRE_GRPC_METRICS_PORT']}/metrics"
+                if "FACEWIRE_GRPC_METRICS_PORT" in env
+                else None
+            )
+            if grpc_metrics is None:
+                raise H2loadError(
+                    "h2load checks every answer against the gRPC service's counters: "
+                    "give --grpc-metrics-url (compose: port 9464)"
+                )
+            metrics = (f"{rest_url}/metrics", grpc_metrics)
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("windows (at most)", total=total)
+
+            def advance(model: str, level: float, series: str) -> None:
+                progress.update(task, advance=1, description=f"{model} {level:g} {series}")
+
+            points = run_sweep(config, frames, rest_url, grpc_target,
+                               encode_ms=frame_info["encode_ms"], floors=floors,
+                               progress=advance, metrics_urls=metrics)  # fmt: skip
+    return points, link
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,15 +179,20 @@ class Recorder:
 class LoadProcess:
     """The state of one worker process: frames, and transports kept between windows."""
 
-    def __init__(self, frames: list[bytes], rest_url: str, grpc_target: str) -> None:
+    def __init__(
+        self, frames: list[bytes], rest_url: str, grpc_target: str, new_connection: bool = False
+    ) -> None:
         self.frames = frames
         self.rest_url, self.grpc_target = rest_url, grpc_target
+        self.new_connection = new_connection
         self._transports: dict[tuple[str, int], Transport] = {}
 
     def transport(self, protocol: ProtocolName, slot: int) -> Transport:
         key = (protocol, slot)
         if key not in self._transports:
-            self._transports[key] = make_transport(protocol, self.rest_url, self.grpc_target)
+            self._transports[key] = make_transport(
+                protocol, self.rest_url, self.grpc_target, new_connection=self.new_connection
+            )
         return self._transports[key]
 
     def close(self) -> None:
@@ -313,9 +318,15 @@ def _run_threads(target: object, count: int) -> None:
         thread.join()
 
 
-def serve(conn: Connection, frames: list[bytes], rest_url: str, grpc_target: str) -> None:
+def serve(
+    conn: Connection,
+    frames: list[bytes],
+    rest_url: str,
+    grpc_target: str,
+    new_connection: bool = False,
+) -> None:
     """A worker process's main loop: run each WindowSpec received, send back the result."""
-    process = LoadProcess(frames, rest_url, grpc_target)
+    process = LoadProcess(frames, rest_url, grpc_target, new_connection)
     try:
         while (spec := conn.recv()) is not None:
             conn.send(process.run(spec))

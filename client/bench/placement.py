@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,15 +35,14 @@ from rich.console import Console
 from rich.table import Table
 
 from client.bench import FACE, machine
+from client.bench.alternate import alternate
 from client.bench.servers import facewire_services
 from client.processes import free_port
-from client.transports import PROTOCOLS, ProtocolName, TransportError, make_transport
+from client.transports import PROTOCOLS, make_transport
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "scripts" / "compose.sh"
 WAYS = ("local", "published", "host network")
-#: Requests to each way before the counted ones (connections, caches, pipeline threads).
-WARMUP = 20
 LOOPBACK = "127.0.0.1"
 
 
@@ -87,45 +84,6 @@ def _loopback(ports: dict[str, int]) -> tuple[str, str]:
     return f"http://{LOOPBACK}:{ports['rest']}", f"{LOOPBACK}:{ports['grpc']}"
 
 
-def alternate(
-    ways: dict[str, tuple[str, str]], protocol: ProtocolName, model: str, requests: int,
-    image: bytes, errors: Counter[str],
-) -> dict[str, list[float]]:  # fmt: skip
-    """Milliseconds per request, by way: one request to each way in turn, the order
-    rotating, so that all three meet the same moments of a shared machine (separate
-    windows of each differ by more than the tenths of a millisecond measured here)."""
-    clients = {way: make_transport(protocol, *address) for way, address in ways.items()}
-    times: dict[str, list[float]] = {way: [] for way in clients}
-    try:
-        for i in range(WARMUP + requests):
-            k = i % len(WAYS)
-            this_round = {}
-            for way in WAYS[k:] + WAYS[:k]:
-                try:
-                    reply = clients[way].detect(image, model=model, save=False, frame_id=str(i))
-                except TransportError as error:
-                    errors[f"{way} {protocol} {error.kind}"] += 1
-                    continue
-                this_round[way] = reply.latency_ms
-            if i >= WARMUP and len(this_round) == len(WAYS):  # only whole rounds pair up
-                for way, ms in this_round.items():
-                    times[way].append(ms)
-    finally:
-        for client in clients.values():
-            client.close()
-    return times
-
-
-def median_ci(values: list[float]) -> tuple[float, float, float]:
-    """The median with a distribution-free 95 % confidence interval (binomial order
-    statistics: ranks n/2 ± 1.96 √n / 2)."""
-    ordered = sorted(values)
-    n = len(ordered)
-    half = 1.96 * math.sqrt(n) / 2
-    low, high = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half))
-    return statistics.median(ordered), ordered[low], ordered[high]
-
-
 def measure(
     ways: dict[str, tuple[str, str]], requests: dict[str, int], console: Console
 ) -> tuple[list[dict[str, object]], Counter[str]]:
@@ -137,13 +95,18 @@ def measure(
     for model, count in requests.items():
         for protocol in PROTOCOLS:
             console.print(f"{model} {protocol}: {count} requests to each way, alternating")
-            times = alternate(ways, protocol, model, count, image, errors)
+            clients = {way: make_transport(protocol, *ways[way]) for way in WAYS}
+            try:
+                taken = alternate(clients, [image], model, count)
+            finally:
+                for client in clients.values():
+                    client.close()
+            errors.update({f"{protocol} {kind}": n for kind, n in taken.errors.items()})
             row: dict[str, object] = {"model": model, "protocol": protocol, "requests": count}
             for way in WAYS:
-                row[f"{way} p50 ms"] = round(statistics.median(times[way]), 3)
+                row[f"{way} p50 ms"] = round(taken.p50(way), 3)
             for way in WAYS[1:]:
-                deltas = [a - b for a, b in zip(times[way], times["local"], strict=True)]
-                middle, low, high = median_ci(deltas)
+                middle, low, high = taken.difference(way, "local")
                 row[f"{way} cost ms"] = round(middle, 3)
                 row[f"{way} cost 95% ms"] = [round(low, 3), round(high, 3)]
             table.append(row)

@@ -246,6 +246,64 @@ def conclusions(run: Row) -> list[str]:
     return lines
 
 
+def conditions(run: Row) -> list[str]:
+    """The conditions every number below depends on, first: the network between client
+    and services (and whether it did what its profile says), connection reuse, and the
+    load generators."""
+    network = run.get("network") or {"description": "loopback: no shaping"}
+    lines = [f"- **Network:** {network['description']}."]
+    link = run.get("link_check")
+    if link:
+        checks = "; ".join(
+            f"{name} {d['bytes'] / 1024:.0f} KiB in {d['measured_ms']:.0f} ms against "
+            f"{d['expected_ms']:.0f} ms for its bytes ÷ the rate ({(d['ratio'] - 1) * 100:+.0f} %)"
+            for name, d in link.items()
+        )
+        lines.append(f"- **Link check:** {checks}.")
+    lines.append(
+        f"- **Connections:** {run.get('connections', 'kept alive (one per client thread)')}."
+    )
+    generators = run["config"].get("generators", ["python"])
+    names = {"python": "facewire's Python client (load processes)", "h2load": "h2load (nghttp2)"}
+    lines.append("- **Load generator:** " + ", then ".join(names[g] for g in generators) + ".")
+    return lines
+
+
+def generator_rows(run: Row) -> list[str]:
+    """h2load beside the Python generator: the difference in latency is what the Python
+    client costs per request; each generator's CPU per request."""
+    h2load = {(r["model"], r["level"], r["protocol"].removesuffix(" (h2load)")): r
+              for r in run["points"] if r.get("generator") == "h2load"}  # fmt: skip
+    if not h2load:
+        return []
+    out = ["## The Python client against h2load", "",
+           "| model | level | protocol | Python p50 ms | h2load p50 ms | the Python client's "
+           "own cost, ms | Python answers/s | h2load answers/s | generator CPU ms per "
+           "request: Python / h2load |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in run["points"]:
+        key = (r["model"], r["level"], r["protocol"])
+        other = h2load.get(key)
+        if r.get("generator", "python") != "python" or other is None:
+            continue
+        mine, theirs = r["latency_ms"] or {}, other["latency_ms"] or {}
+        cost = (mine["p50"] - theirs["p50"]) if mine and theirs else None
+        out.append(
+            f"| {r['model']} | {r['level']:g} | {r['protocol']} | {_fmt(mine.get('p50'))} | "
+            f"{_fmt(theirs.get('p50'))} | {_fmt(cost)} | {r['throughput']:.1f} | "
+            f"{other['throughput']:.1f} | {_fmt(_cpu_ms(r))} / {_fmt(_cpu_ms(other))} |"
+        )
+    note = ("h2load posts one frame per window (its body is one file): a point's windows go "
+            "through the frames in turn. Its answers are checked against the services' own "
+            "counters, since it counts a refused gRPC call (HTTP 200) as a success.")  # fmt: skip
+    out += ["", note, ""]
+    return out
+
+
+def _cpu_ms(row: Row) -> float | None:
+    throughput = row["throughput"]
+    return 1000 * row["client_cpu"] / throughput if throughput else None
+
+
 def markdown(run: Row, images: Sequence[Path]) -> str:
     cfg, machine = run["config"], run["machine"]
     out = [
@@ -253,6 +311,8 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
         "",
         f"Run {run['created']} on {machine['cpu']} ({machine['cores']} cores), {machine['os']}, "
         f"Python {machine['python']}.",
+        "",
+        *conditions(run),
         "",
         "## Conclusion",
         "",
@@ -287,6 +347,7 @@ def markdown(run: Row, images: Sequence[Path]) -> str:
         for image in images:
             if image.stem.endswith(f"_{model}"):
                 out += [f"![{image.stem}]({image.name})", ""]
+    out += generator_rows(run)
     if run.get("floor"):
         out += ["## Floor: the same pipeline with no protocol", "",
                 "| model | one core p50 ms | one core mean ms | lone request p50 ms | "

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Protocol
 
+from client.bench.h2load import SUPPORTED as H2LOAD_PROTOCOLS
+from client.bench.h2load import H2loadGenerator
 from client.bench.load import WindowResult, WindowSpec, serve
 from client.bench.measure import is_stable, paired_ratio, summarise
 from client.transports import ProtocolName
@@ -34,6 +37,10 @@ class BenchConfig:
     warmup_s: float = 1.0
     processes: int | None = 1  # None: automatic
     seed: int = 1
+    #: Which load generators take turns: "python" (facewire's own client) and "h2load".
+    generators: tuple[str, ...] = ("python",)
+    #: A new connection for every request instead of one kept alive per thread.
+    new_connection: bool = False
 
     @property
     def mode(self) -> str:
@@ -43,12 +50,30 @@ class BenchConfig:
     def levels(self) -> tuple[float, ...]:
         return self.rates if self.rates else tuple(float(c) for c in self.concurrency)
 
+    @property
+    def series(self) -> list[tuple[str, str, ProtocolName]]:
+        """(name, generator, protocol) of every series a point measures, in turn: the
+        Python generator's protocols by their own names, h2load's as "rest (h2load)"."""
+        out: list[tuple[str, str, ProtocolName]] = []
+        for generator in self.generators:
+            for protocol in self.protocols:
+                if generator == "python":
+                    out.append((protocol, generator, protocol))
+                elif protocol in H2LOAD_PROTOCOLS:
+                    out.append((f"{protocol} (h2load)", generator, protocol))
+        return out
+
 
 class LoadPool:
     """Worker processes that generate the load; each window is split between them."""
 
     def __init__(
-        self, processes: int, frames: list[bytes], rest_url: str, grpc_target: str
+        self,
+        processes: int,
+        frames: list[bytes],
+        rest_url: str,
+        grpc_target: str,
+        new_connection: bool = False,
     ) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
         self.size = processes
@@ -56,7 +81,9 @@ class LoadPool:
         for _ in range(processes):
             parent, child = context.Pipe()
             process = context.Process(
-                target=serve, args=(child, frames, rest_url, grpc_target), daemon=True
+                target=serve,
+                args=(child, frames, rest_url, grpc_target, new_connection),
+                daemon=True,
             )
             process.start()
             child.close()
@@ -124,10 +151,25 @@ def _spread(total: int, parts: int) -> list[int]:
 Progress = Callable[[str], None]
 
 
+class Generator(Protocol):
+    """What runs one window: a LoadPool (facewire's client) or an H2loadGenerator."""
+
+    size: int
+
+    def run(self, spec: WindowSpec) -> WindowResult: ...
+
+    def close(self) -> None: ...
+
+
 def measure_point(
-    pool: LoadPool, config: BenchConfig, model: str, level: float, progress: Progress
-) -> dict[ProtocolName, list[WindowResult]]:
-    """Windows A B A B … until every protocol is stable or has had max_windows."""
+    generators: dict[str, Generator],
+    config: BenchConfig,
+    model: str,
+    level: float,
+    progress: Progress,
+) -> dict[str, list[WindowResult]]:
+    """Windows A B A B … (every series in turn) until every series is stable or has had
+    max_windows."""
 
     def spec(protocol: ProtocolName, window: int, duration: float | None) -> WindowSpec:
         closed = config.mode == "closed"
@@ -144,21 +186,21 @@ def measure_point(
             first_frame=window * 100_000,  # every protocol: the same frames, in the same order
         )
 
-    for protocol in config.protocols:  # warm-up: connections and caches, never counted
-        pool.run(replace(spec(protocol, 0, config.warmup_s), requests=None))
-    windows: dict[ProtocolName, list[WindowResult]] = {p: [] for p in config.protocols}
+    for _, generator, protocol in config.series:  # warm-up: connections and caches, never counted
+        generators[generator].run(replace(spec(protocol, 0, config.warmup_s), requests=None))
+    windows: dict[str, list[WindowResult]] = {name: [] for name, _, _ in config.series}
     duration = None if config.window_requests else config.window_s
     for k in range(config.max_windows):
-        for protocol in config.protocols:
-            windows[protocol].append(pool.run(spec(protocol, k, duration)))
-            progress(protocol)
+        for name, generator, protocol in config.series:
+            windows[name].append(generators[generator].run(spec(protocol, k, duration)))
+            progress(name)
         if all(is_stable(w, config.stable_windows, config.tolerance) for w in windows.values()):
             break
     return windows
 
 
 def point_rows(
-    windows: dict[ProtocolName, list[WindowResult]],
+    windows: dict[str, list[WindowResult]],
     config: BenchConfig,
     *,
     model: str,
@@ -169,12 +211,14 @@ def point_rows(
     """One row per protocol, from its last ``stable_windows`` windows, with paired ratios
     against the first protocol."""
     rows = []
-    baseline = config.protocols[0]
+    baseline = config.series[0][0]
+    generator_of = {name: generator for name, generator, _ in config.series}
     k = config.stable_windows
-    for all_windows in windows.values():
+    for name, all_windows in windows.items():
         counted = all_windows[-k:]
         stable = is_stable(all_windows, k, config.tolerance)
-        row: dict[str, object] = {"model": model, "mode": config.mode, "level": level}
+        row: dict[str, object] = {"model": model, "mode": config.mode, "level": level,
+                                  "generator": generator_of[name]}  # fmt: skip
         row.update(summarise(counted, stable=stable, encode_ms=encode_ms, cpu_limit=CPU_LIMIT))
         row["windows"] = len(all_windows)
         row["ratio_baseline"] = baseline
@@ -200,29 +244,41 @@ def run_sweep(
     encode_ms: float,
     floors: dict[str, dict[str, float]],
     progress: Callable[[str, float, str], None] = lambda *_: None,
+    metrics_urls: tuple[str, str] | None = None,
 ) -> list[dict[str, object]]:
-    """Every point of the sweep. With automatic processes, a point where the generator was
-    the bottleneck is measured again with twice the processes (up to the core count)."""
+    """Every point of the sweep. With automatic processes, a point where the Python
+    generator was the bottleneck is measured again with twice the processes (up to the
+    core count). h2load needs the services' metrics (``metrics_urls``: REST's, gRPC's)."""
     processes = config.processes or 1
-    pool = LoadPool(processes, frames, rest_url, grpc_target)
+
+    def python_pool(size: int) -> LoadPool:
+        return LoadPool(size, frames, rest_url, grpc_target, config.new_connection)
+
+    generators: dict[str, Generator] = {"python": python_pool(processes)}
+    if "h2load" in config.generators:
+        if metrics_urls is None:
+            raise RuntimeError("h2load needs the services' metrics URLs (--grpc-metrics-url)")
+        generators["h2load"] = H2loadGenerator(frames, rest_url, grpc_target, *metrics_urls)
     rows: list[dict[str, object]] = []
     try:
         for model in config.models:
             for level in config.levels:
                 while True:
                     report = _reporter(progress, model, level)
-                    windows = measure_point(pool, config, model, level, report)
+                    windows = measure_point(generators, config, model, level, report)
                     point = point_rows(windows, config, model=model, level=level,
                                        encode_ms=encode_ms, floor=floors.get(model))  # fmt: skip
-                    bound = any(r["client_bound"] for r in point)
+                    pool = generators["python"]
+                    bound = any(r["client_bound"] for r in point if r["generator"] == "python")
                     if config.processes is None and bound and pool.size * 2 <= cores():
                         pool.close()
-                        pool = LoadPool(pool.size * 2, frames, rest_url, grpc_target)
+                        generators["python"] = python_pool(pool.size * 2)
                         continue
                     rows.extend(point)
                     break
     finally:
-        pool.close()
+        for generator in generators.values():
+            generator.close()
     return rows
 
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from client.transports.base import (
     ALL_PROTOCOLS,
+    PAYLOAD_FORMS,
     PROTOCOLS,
     ErrorKind,
     ProtocolName,
@@ -29,13 +30,19 @@ from client.transports.base import (
     Transport,
     TransportError,
 )
-from client.transports.rest import RestTransport, RestV2Transport
+from client.transports.rest import (
+    RestMultipartTransport,
+    RestTransport,
+    RestV2JsonTransport,
+    RestV2Transport,
+)
 from client.transports.stream import GrpcStreamTransport
 from client.transports.unary import GrpcTransport, GrpcV2Transport
 from facewire.settings import Settings
 
 __all__ = [
     "ALL_PROTOCOLS",
+    "PAYLOAD_FORMS",
     "PROTOCOLS",
     "ErrorKind",
     "GrpcStreamTransport",
@@ -57,8 +64,12 @@ def make_transport(
     grpc_target: str,
     token: str | None = None,
     ca_file: Path | str | None = None,
+    *,
+    new_connection: bool = False,
 ) -> Transport:
     """A transport; ``token`` defaults to FACEWIRE_AUTH_TOKEN, as the services read it.
+    ``new_connection``: a connection per request instead of one kept alive (not for
+    grpc-stream, whose point is one long-lived stream).
 
     TLS: REST uses it when ``rest_url`` is https://; gRPC when ``rest_url`` is https://
     or a CA file is set (both services speak TLS or neither does). ``ca_file`` defaults
@@ -73,12 +84,26 @@ def make_transport(
         if ca_file is None:
             ca_file = settings.tls_ca_file
     if protocol == "rest":
-        return RestTransport(rest_url, token=token, ca_file=ca_file)
-    if protocol == "rest-v2":
-        return RestV2Transport(rest_url, token=token, ca_file=ca_file)
+        return RestTransport(rest_url, token=token, ca_file=ca_file, new_connection=new_connection)
+    rest_forms: dict[str, type[RestTransport]] = {
+        "rest-v2": RestV2Transport,
+        "rest-multipart": RestMultipartTransport,
+        "rest-v2-json": RestV2JsonTransport,
+    }
+    if protocol in rest_forms:
+        return rest_forms[protocol](
+            rest_url, token=token, ca_file=ca_file, new_connection=new_connection
+        )
     tls = urlsplit(rest_url).scheme == "https" or ca_file is not None
     if protocol == "grpc":
-        return GrpcTransport(grpc_target, token=token, tls=tls, ca_file=ca_file)
+        return GrpcTransport(grpc_target, token=token, tls=tls, ca_file=ca_file,
+                             new_connection=new_connection)  # fmt: skip
     if protocol == "grpc-v2":
-        return GrpcV2Transport(grpc_target, token=token, tls=tls, ca_file=ca_file)
+        return GrpcV2Transport(grpc_target, token=token, tls=tls, ca_file=ca_file,
+                               new_connection=new_connection)  # fmt: skip
+    if protocol != "grpc-stream":
+        raise ValueError(f"unknown protocol {protocol!r}")
+    if new_connection:
+        raise ValueError("grpc-stream is one long-lived stream: a new connection per request "
+                         "does not apply to it")  # fmt: skip
     return GrpcStreamTransport(grpc_target, token=token, tls=tls, ca_file=ca_file)

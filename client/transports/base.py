@@ -10,11 +10,16 @@ from typing import Literal, Protocol
 from facewire.errors import FacewireError
 from facewire.messages import DetectionRequest, DetectionResult, Model
 
-ProtocolName = Literal["rest", "grpc", "grpc-stream", "rest-v2", "grpc-v2"]
+ProtocolName = Literal[
+    "rest", "grpc", "grpc-stream", "rest-v2", "grpc-v2", "rest-multipart", "rest-v2-json"
+]
 #: facewire's own APIs: what the GUI shows and the benchmark runs by default.
 PROTOCOLS: tuple[ProtocolName, ...] = ("rest", "grpc", "grpc-stream")
-#: Every protocol the benchmark can run, the Open Inference Protocol (v2) ones included.
+#: Every API the services serve, the Open Inference Protocol (v2) ones included.
 ALL_PROTOCOLS: tuple[ProtocolName, ...] = (*PROTOCOLS, "rest-v2", "grpc-v2")
+#: The same REST APIs with other payload forms: the image as a multipart field, and the
+#: v2 request as plain JSON (the image in base64) instead of binary tensor data.
+PAYLOAD_FORMS: tuple[ProtocolName, ...] = ("rest-multipart", "rest-v2-json")
 ErrorKind = Literal["unreachable", "timeout", "rejected", "protocol"]
 
 

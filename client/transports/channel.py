@@ -40,7 +40,9 @@ def open_channel(
 
 
 class GrpcChannel:
-    """A transport's channel, its metadata (the token) and its per-call timeout."""
+    """A transport's channel, its metadata (the token) and its per-call timeout. With
+    ``new_connection``, a unary transport opens a channel for every call (inside the
+    measured time: a new HTTP/2 connection, and its handshake) and closes it after."""
 
     def __init__(
         self,
@@ -50,14 +52,33 @@ class GrpcChannel:
         *,
         tls: bool = False,
         ca_file: Path | str | None = None,
+        new_connection: bool = False,
     ) -> None:
-        self._channel = open_channel(target, tls=tls, ca_file=ca_file)
+        self._address = target, tls, ca_file
+        self._channel = self._make_channel()
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._timeout = timeout
+        self._new_connection = new_connection
         self._bind()
 
     def _bind(self) -> None:
         """Make this transport's callables (and state) on ``self._channel``."""
+
+    def _make_channel(self) -> grpc.Channel:
+        target, tls, ca_file = self._address
+        return open_channel(target, tls=tls, ca_file=ca_file)
+
+    def _fresh_channel(self) -> None:
+        """With ``new_connection``: this call's own channel (the last one is closed)."""
+        if self._new_connection:
+            self._channel.close()
+            self._channel = self._make_channel()
+            self._bind()
+
+    def _done_with_channel(self) -> None:
+        """With ``new_connection``: close this call's channel, once its clock stopped."""
+        if self._new_connection:
+            self._channel.close()
 
     def close(self) -> None:
         self._channel.close()

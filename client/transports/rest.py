@@ -8,10 +8,13 @@ against REST. A connection that fails is dropped and the next call makes a new o
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import select
+import socket
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from pydantic import ValidationError
@@ -29,7 +32,9 @@ from facewire.wire import v1_json, v2_json
 
 
 class RestTransport:
-    """POST /v1/detect with the raw JPEG body."""
+    """POST /v1/detect with the raw JPEG body. With ``new_connection``, every request
+    opens its own connection (and says ``Connection: close``), inside the measured time:
+    what a client that does not keep connections alive pays."""
 
     name: ProtocolName = "rest"
 
@@ -39,6 +44,7 @@ class RestTransport:
         timeout: float = 10.0,
         token: str | None = None,
         ca_file: Path | str | None = None,
+        new_connection: bool = False,
     ) -> None:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -51,7 +57,10 @@ class RestTransport:
         self._base = url.path.rstrip("/")
         self._timeout = timeout
         self._connection: http.client.HTTPConnection | None = None
+        self._new_connection = new_connection
+        close = {"Connection": "close"} if new_connection else {}
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._auth.update(close)  # every request's extra headers
         self._headers = {"Content-Type": "image/jpeg", **self._auth}
 
     def _connect(self) -> http.client.HTTPConnection:
@@ -111,14 +120,40 @@ class RestTransport:
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise TransportError("unreachable", first_line(exc) or type(exc).__name__) from None
-        if response.will_close:
+        if response.will_close or self._new_connection:
             self.close()
         return response, answer
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        """Close the connection; safe from another thread. The shutdown wakes a read that is
+        blocked on a stalled server (a plain close would not: the response holds the socket
+        open), so quitting never waits for this transport's timeout."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if connection.sock is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+        connection.close()
+
+
+class RestMultipartTransport(RestTransport):
+    """POST /v1/detect with the image as the multipart field ``file``, as a browser form
+    or ``curl -F`` sends it."""
+
+    name: ProtocolName = "rest-multipart"
+    BOUNDARY = "facewire-multipart-boundary-7f3a9c"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        form = f"multipart/form-data; boundary={self.BOUNDARY}"
+        self._headers = {**self._headers, "Content-Type": form}
+
+    def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
+        head = (f"--{self.BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"frame.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()  # fmt: skip
+        tail = f"\r\n--{self.BOUNDARY}--\r\n".encode()
+        return super().detect(head + image + tail, model=model, save=save, frame_id=frame_id)
 
 
 class RestV2Transport(RestTransport):
@@ -126,12 +161,17 @@ class RestV2Transport(RestTransport):
     ways (``facewire.wire.v2_json``)."""
 
     name: ProtocolName = "rest-v2"
+    #: Binary tensor data both ways; False: plain JSON (the image in base64, answers in
+    #: JSON arrays), as a client without the extension sends it.
+    binary = True
 
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
         start = time.perf_counter_ns()
         request = core_request(image, model, save, frame_id)
-        body, header_length = v2_json.encode_request(request)
-        headers = {v2_json.HEADER_LENGTH: str(header_length), **self._auth}
+        body, header_length = v2_json.encode_request(request, binary=self.binary)
+        framing = {v2_json.HEADER_LENGTH: str(header_length)} if self.binary else {
+            "Content-Type": "application/json"}  # fmt: skip
+        headers = {**framing, **self._auth}
         path = f"{self._base}/v2/models/{inference.MODEL_NAMES[request.model]}/infer"
         response, answer = self._post(path, body, headers)
         received = time.perf_counter_ns()
@@ -146,6 +186,13 @@ class RestV2Transport(RestTransport):
             raise TransportError("protocol", "the reply is not an inference answer") from None
         end = time.perf_counter_ns()
         return Reply(result, (end - start) / 1e6, len(body), len(answer), (end - received) / 1e6)
+
+
+class RestV2JsonTransport(RestV2Transport):
+    """The Open Inference Protocol over HTTP in plain JSON: no binary extension."""
+
+    name: ProtocolName = "rest-v2-json"
+    binary = False
 
 
 def _detail(body: bytes, reason: str) -> str:

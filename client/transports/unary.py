@@ -29,13 +29,16 @@ class GrpcTransport(GrpcChannel):
 
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
         start = time.perf_counter_ns()
+        self._fresh_channel()
         request = detect_request(image, model, save, frame_id)
         try:
             raw = self._detect(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise grpc_error(error) from None
         received = time.perf_counter_ns()
-        return reply(request, raw, parse_answer(raw), start, received)
+        answer = reply(request, raw, parse_answer(raw), start, received)
+        self._done_with_channel()
+        return answer
 
 
 class GrpcV2Transport(GrpcChannel):
@@ -52,6 +55,7 @@ class GrpcV2Transport(GrpcChannel):
     def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
         start = time.perf_counter_ns()
         core = core_request(image, model, save, frame_id)
+        self._fresh_channel()
         request = v2_proto.request_to_pb(core).SerializeToString()
         try:
             raw = self._infer(request, timeout=self._timeout, metadata=self._metadata)
@@ -64,4 +68,5 @@ class GrpcV2Transport(GrpcChannel):
         except (DecodeError, ValueError, KeyError):
             raise TransportError("protocol", "the reply is not an inference answer") from None
         end = time.perf_counter_ns()
+        self._done_with_channel()
         return Reply(result, (end - start) / 1e6, len(request), len(raw), (end - received) / 1e6)

@@ -159,23 +159,26 @@ def encode_response(
 # --- client side -------------------------------------------------------------------
 
 
-def encode_request(request: DetectionRequest) -> tuple[bytes, int]:
-    """facewire's inference request: IMAGE as one length-prefixed BYTES element in
-    binary, SAVE in JSON, every output asked for in binary; the model goes in the URL.
-    Returns the body and the JSON's length."""
+def encode_request(request: DetectionRequest, binary: bool = True) -> tuple[bytes, int]:
+    """facewire's inference request; the model goes in the URL. With ``binary``: IMAGE as
+    one length-prefixed BYTES element after the JSON, every output asked for in binary;
+    without: all JSON (IMAGE in base64, answers in JSON arrays). Returns the body and
+    the JSON's length."""
     raw = inference.pack_bytes([request.image])
-    inputs = [RequestInput(name="IMAGE", datatype="BYTES", shape=[1],
-                           parameters={"binary_data_size": len(raw)})]  # fmt: skip
+    if binary:
+        image = RequestInput(name="IMAGE", datatype="BYTES", shape=[1],
+                             parameters={"binary_data_size": len(raw)})  # fmt: skip
+    else:
+        image = RequestInput(name="IMAGE", datatype="BYTES", shape=[1],
+                             data=[base64.b64encode(request.image).decode()])  # fmt: skip
+    inputs = [image]
     if request.save:
         inputs.append(RequestInput(name="SAVE", datatype="BOOL", shape=[1], data=[True]))
-    document = (
-        InferenceRequest(
-            id=request.frame_id, inputs=inputs, parameters={"binary_data_output": True}
-        )
-        .model_dump_json(exclude_none=True)
-        .encode()
+    wanted = InferenceRequest(
+        id=request.frame_id, inputs=inputs, parameters={"binary_data_output": binary}
     )
-    return document + raw, len(document)
+    document = wanted.model_dump_json(exclude_none=True).encode()
+    return (document + raw, len(document)) if binary else (document, len(document))
 
 
 def decode_response(

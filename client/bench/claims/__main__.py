@@ -1,0 +1,78 @@
+"""``make claims``: ``python -m client.bench.claims [--quick] [--out DIR]``.
+
+Runs the fixed plan (every experiment in ``experiments``, against the services of
+``stage``), decides each claim's verdict (``verdicts``) and writes
+``claims-results/<UTC time>/claims.md``, ``claims.json`` and ``sizes.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from client.bench import machine
+from client.bench.claims import CLAIMS, experiments, report
+from client.bench.claims.stage import stage
+from client.bench.claims.verdicts import RULES
+from client.network.namespace import netem_available
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m client.bench.claims",
+                                     description=__doc__.splitlines()[0])  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="every step, briefly (tests)")
+    parser.add_argument("--out", type=Path, help="default claims-results/<UTC time>")
+    args = parser.parse_args(argv)
+    plan = experiments.Plan.quick() if args.quick else experiments.Plan()
+    out = args.out or Path("claims-results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    started = time.time()
+    results: dict[str, object] = {}
+    console.print("starting the services: loopback, loopback with TLS, and behind links")
+    with stage() as places:
+        for name in ("payload_forms", "rest_against_grpc", "header_bytes", "streaming",
+                     "data_volume", "multiplexing", "connections"):  # fmt: skip
+            console.print(f"experiment: {name}")
+            results[name] = getattr(experiments, name)(places, plan)
+        described = {name: place.describe for name, place in places.places.items()}
+        missing = dict(places.missing)
+    results["haar_against_echo"] = experiments.haar_against_echo(results["rest_against_grpc"])  # type: ignore[arg-type]
+    verdicts = {claim.key: RULES[claim.key](results) for claim in CLAIMS}
+    netem = netem_available() if not missing else False
+    conditions = [
+        f"Run {datetime.now(UTC).isoformat(timespec='seconds')} on {machine.cpu_model()} "
+        f"({machine.describe()['cores']} cores): the services and facewire's Python client "
+        "on one machine.",
+        "",
+        *[f"- **{name}:** {text}" for name, text in described.items()],
+        *[f"- **{name}:** not measured: {why}" for name, why in missing.items()],
+        "- **Delay and loss:** "
+        + ("netem is available, but this plan uses rate-only links." if netem else
+           "not measured: this kernel has no netem (the sch_netem qdisc), so no round trip "
+           "or loss can be put between client and services; the links here shape bandwidth "
+           "only. Experiments that depend on a round trip (connection reuse across a long "
+           "path, multiplexing with delay) are therefore measured without one."),
+        "- **Connections:** kept alive, one per client thread, except where an experiment "
+        "says otherwise.",
+    ]  # fmt: skip
+    document = {**machine.run_record("facewire_claims", started), "plan": plan.__dict__,
+                "conditions": conditions, "results": results,
+                "verdicts": {k: v.__dict__ for k, v in verdicts.items()}}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "claims.json").write_text(json.dumps(document, indent=1) + "\n")
+    report.plot_sizes(results, out / "sizes.png")
+    (out / "claims.md").write_text(report.markdown(results, verdicts, conditions))
+    for claim in CLAIMS:
+        console.print(f"{verdicts[claim.key].status:>16}: {claim.quote}")
+    console.print(f"results in {out}/ (claims.md, claims.json, sizes.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

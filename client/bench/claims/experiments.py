@@ -1,0 +1,310 @@
+"""The experiments behind the claims. Each returns plain data (the report and the
+verdicts read it), measured with facewire's own client against the stage's services.
+
+Latency comparisons alternate requests between the things compared (``alternate``), so
+each pair meets the same moment of the machine; throughput comparisons alternate
+windows of the benchmark's load processes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+import cv2
+
+from client.bench.alternate import Alternated, alternate
+from client.bench.claims.stage import Place, Stage, wire_bytes
+from client.bench.load import WindowSpec
+from client.bench.runner import LoadPool
+from client.engine import encode_frame
+from client.sources import Image, SampleSource
+from client.transports import ProtocolName, Transport
+
+Data = dict[str, Any]
+FORMS: tuple[ProtocolName, ...] = ("rest", "rest-multipart", "rest-v2", "rest-v2-json",
+                                   "grpc", "grpc-v2")  # fmt: skip
+SIZES = ((320, 240), (640, 480), (1280, 720), (1920, 1080))
+QUALITIES = (50, 90, 95)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many requests each comparison takes (``quick``: enough to run, for tests)."""
+
+    echo_requests: int = 400
+    haar_requests: int = 40
+    shaped_requests: int = 10
+    window_s: float = 2.0
+    windows: int = 3
+    frames: int = 6
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(echo_requests=20, haar_requests=3, shaped_requests=2, window_s=0.5,
+                   windows=1, frames=2)  # fmt: skip
+
+
+def frames(plan: Plan, size: tuple[int, int] = (1280, 720), quality: int = 90) -> list[bytes]:
+    """The sample clip's frames at ``size``, JPEG at ``quality``."""
+    clip = SampleSource()
+    images = [cast(Image, cv2.resize(clip.frame(n * 7), size, interpolation=cv2.INTER_AREA))
+              for n in range(plan.frames)]  # fmt: skip
+    return [encode_frame(n, image, quality).jpeg for n, image in enumerate(images)]
+
+
+def _compare(
+    place: Place, names: dict[str, ProtocolName], images: list[bytes], model: str,
+    requests: int, *, new_connection: bool = False,
+) -> Alternated:  # fmt: skip
+    clients = {name: place.transport(protocol, new_connection=new_connection)
+               for name, protocol in names.items()}  # fmt: skip
+    try:
+        return alternate(clients, images, model, requests)
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def _summary(taken: Alternated, baseline: str | None = None) -> Data:
+    out: Data = {}
+    for name in taken.times:
+        row: Data = {
+            "p50_ms": round(taken.p50(name), 3),
+            "sent_bytes": round(statistics.fmean(taken.sent[name])),
+            "received_bytes": round(statistics.fmean(taken.received[name])),
+            "requests": len(taken.times[name]),
+        }
+        if baseline is not None and name != baseline:
+            middle, low, high = taken.difference(name, baseline)
+            row["minus_baseline_ms"] = [round(middle, 3), round(low, 3), round(high, 3)]
+        out[name] = row
+    out["errors"] = dict(taken.errors)
+    return out
+
+
+def payload_forms(stage: Stage, plan: Plan) -> Data:
+    """Claim 1: every payload form, echo (no pipeline work), alternating; bytes each way
+    and latency, against REST's raw body."""
+    place = stage.places["loopback"]
+    taken = _compare(place, {f: f for f in FORMS}, frames(plan), "echo", plan.echo_requests)
+    return {"baseline": "rest", "forms": _summary(taken, "rest")}
+
+
+def rest_against_grpc(stage: Stage, plan: Plan) -> Data:
+    """Claims 2 and 5: REST and unary gRPC, echo and haar, on loopback and (with root) a
+    rate-limited link, alternating; the ratio REST ÷ gRPC of their medians."""
+    out: Data = {}
+    images = frames(plan)
+    for place_name in ("loopback", "rate-limited"):
+        if place_name not in stage.places:
+            out[place_name] = {"missing": stage.missing.get(place_name, "not set up")}
+            continue
+        place = stage.places[place_name]
+        shaped = place_name != "loopback"
+        for model in ("echo", "haar"):
+            count = plan.shaped_requests if shaped else (
+                plan.echo_requests if model == "echo" else plan.haar_requests)  # fmt: skip
+            taken = _compare(place, {"rest": "rest", "grpc": "grpc"}, images, model, count)
+            row = _summary(taken, "rest")
+            row["rest_over_grpc"] = round(taken.p50("rest") / taken.p50("grpc"), 3)
+            out[f"{place_name} {model}"] = row
+        out[f"{place_name} link"] = place.describe
+    return out
+
+
+def header_bytes(stage: Stage, plan: Plan) -> Data:
+    """Claim 3: bytes on the wire per request (headers, framing, TCP/IP: the veth's own
+    counters) for REST and unary gRPC with an 8-byte payload, on one kept-alive
+    connection each; and what the payload itself was."""
+    place = stage.places.get("veth")
+    if place is None or place.network is None:
+        return {"missing": stage.missing.get("veth", "not set up")}
+    out: Data = {}
+    tiny = b"\xff\xd8\xff\xe0tiny"
+    for protocol in ("rest", "grpc"):
+        transport = place.transport(protocol)
+        try:
+            for _ in range(5):  # connection, HPACK's table: set up before counting
+                transport.detect(tiny, model="echo", save=False, frame_id="")
+            sent0, received0 = wire_bytes(place.network)
+            count = max(20, plan.echo_requests // 4)
+            payload = [0, 0]
+            for i in range(count):
+                reply = transport.detect(tiny, model="echo", save=False, frame_id=str(i % 10))
+                payload[0] += reply.bytes_sent
+                payload[1] += reply.bytes_received
+            # Read at the same point of a request as the first reading: whatever ACK or
+            # window update is still to come for the last request was still to come for
+            # the one before the first, so the average per request is the steady state's.
+            sent1, received1 = wire_bytes(place.network)
+        finally:
+            transport.close()
+        out[protocol] = {
+            "wire_bytes_up": round((sent1 - sent0) / count),
+            "wire_bytes_down": round((received1 - received0) / count),
+            "payload_bytes_up": round(payload[0] / count),
+            "payload_bytes_down": round(payload[1] / count),
+            "requests": count,
+        }
+    return out
+
+
+def streaming(stage: Stage, plan: Plan) -> Data:
+    """Claim 4: unary calls against one long-lived stream: latency at concurrency 1
+    (alternating), and throughput at concurrency 1 and 4 (alternating windows)."""
+    place = stage.places["loopback"]
+    out: Data = {}
+    images = frames(plan)
+    for model in ("echo", "haar"):
+        count = plan.echo_requests if model == "echo" else plan.haar_requests
+        taken = _compare(place, {"grpc": "grpc", "grpc-stream": "grpc-stream"}, images, model,
+                         count)  # fmt: skip
+        out[f"{model} latency"] = _summary(taken, "grpc")
+    out["throughput"] = _throughput(place, plan, ("rest", "grpc", "grpc-stream"), images)
+    return out
+
+
+def _throughput(
+    place: Place, plan: Plan, protocols: tuple[ProtocolName, ...], images: list[bytes],
+    new_connection: bool = False,
+) -> Data:  # fmt: skip
+    """Answers per second, echo and haar, at concurrency 1 and 4, windows alternating."""
+    pool = LoadPool(1, images, place.rest_url, place.grpc_target, new_connection)
+    out: Data = {}
+    try:
+        for model in ("echo", "haar"):
+            for level in (1, 4):
+                rates: dict[str, list[float]] = {p: [] for p in protocols}
+                for k in range(plan.windows + 1):  # the first round warms up, uncounted
+                    for protocol in protocols:
+                        spec = WindowSpec(protocol=protocol, model=model, concurrency=level,
+                                          rate=None, duration_s=plan.window_s, seed=k)  # fmt: skip
+                        result = pool.run(spec)
+                        if k:
+                            rates[protocol].append(result.completed / result.elapsed_s)
+                out[f"{model} concurrency {level}"] = {
+                    p: round(statistics.median(r), 1) for p, r in rates.items()
+                }
+    finally:
+        pool.close()
+    return out
+
+
+def data_volume(stage: Stage, plan: Plan) -> Data:
+    """Claim 6: frames from 320×240 to 1920×1080 (JPEG q90), and 1280×720 at q50 and q95,
+    REST against unary gRPC, haar, on loopback and the rate-limited link."""
+    out: Data = {}
+    variants = [(size, 90) for size in SIZES] + [((1280, 720), q) for q in QUALITIES if q != 90]
+    for place_name in ("loopback", "rate-limited"):
+        if place_name not in stage.places:
+            out[place_name] = {"missing": stage.missing.get(place_name, "not set up")}
+            continue
+        place = stage.places[place_name]
+        count = plan.haar_requests if place_name == "loopback" else plan.shaped_requests
+        rows = []
+        for (width, height), quality in variants:
+            images = frames(plan, (width, height), quality)
+            taken = _compare(place, {"rest": "rest", "grpc": "grpc"}, images, "haar", count)
+            summary = _summary(taken, "rest")
+            rows.append({
+                "size": f"{width}×{height}", "quality": quality,
+                "image_bytes": round(statistics.fmean(map(len, images))),
+                "rest_p50_ms": summary["rest"]["p50_ms"],
+                "grpc_p50_ms": summary["grpc"]["p50_ms"],
+                "grpc_minus_rest_ms": summary["grpc"]["minus_baseline_ms"],
+                "rest_bytes_up": summary["rest"]["sent_bytes"],
+                "grpc_bytes_up": summary["grpc"]["sent_bytes"],
+            })  # fmt: skip
+        out[place_name] = {"link": place.describe, "rows": rows}
+    return out
+
+
+def multiplexing(stage: Stage, plan: Plan) -> Data:
+    """Four requests in flight over one HTTP/2 connection (one gRPC channel shared by
+    four threads) against four HTTP/1.1 connections (REST, one per thread) and four
+    gRPC channels; echo and haar, windows alternating."""
+    place = stage.places["loopback"]
+    images = frames(plan)
+    out: Data = {}
+    for model in ("echo", "haar"):
+        rates: dict[str, list[float]] = {"rest, 4 connections": [], "grpc, 4 channels": [],
+                                         "grpc, 1 shared channel": []}  # fmt: skip
+        for k in range(plan.windows + 1):
+            for name in rates:
+                protocol: ProtocolName = "rest" if name.startswith("rest") else "grpc"
+                if "shared" in name:
+                    shared = place.transport(protocol)
+                    clients = [shared] * 4
+                else:
+                    clients = [place.transport(protocol) for _ in range(4)]
+                try:
+                    answered, seconds = _threads(clients, images, model, plan.window_s)
+                finally:
+                    for client in set(clients):
+                        client.close()
+                if k:
+                    rates[name].append(answered / seconds)
+        out[model] = {name: round(statistics.median(r), 1) for name, r in rates.items()}
+    out["delay"] = "not measured: this kernel has no netem (no delay between client and services)"
+    return out
+
+
+def _threads(
+    clients: list[Transport], images: list[bytes], model: str, seconds: float
+) -> tuple[int, float]:
+    """Each client in its own thread, closed loop, for ``seconds``: answers, and time."""
+    answered = [0] * len(clients)
+    deadline = time.perf_counter() + seconds
+
+    def loop(i: int) -> None:
+        n = 0
+        while time.perf_counter() < deadline:
+            clients[i].detect(images[n % len(images)], model=model, save=False, frame_id="")
+            answered[i] += 1
+            n += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(clients))]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(answered), time.perf_counter() - start
+
+
+def connections(stage: Stage, plan: Plan) -> Data:
+    """A new connection per request against one kept alive, REST and unary gRPC, with
+    TLS off and on, echo, alternating (the kept-alive client as the baseline)."""
+    out: Data = {}
+    images = frames(plan)
+    for place_name in ("loopback", "loopback TLS"):
+        place = stage.places[place_name]
+        for protocol in ("rest", "grpc"):
+            clients = {
+                "kept alive": place.transport(protocol),
+                "new connection": place.transport(protocol, new_connection=True),
+            }
+            try:
+                taken = alternate(clients, images, "echo", max(20, plan.echo_requests // 4))
+            finally:
+                for client in clients.values():
+                    client.close()
+            out[f"{place_name} {protocol}"] = _summary(taken, "kept alive")
+    return out
+
+
+def haar_against_echo(results: Data) -> Data:
+    """Where the model's time hides the protocol: from rest_against_grpc's loopback rows,
+    each protocol's share of a haar request that echo's time is."""
+    echo, haar = results.get("loopback echo"), results.get("loopback haar")
+    if not echo or not haar:
+        return {"missing": "needs the loopback rows"}
+    return {
+        protocol: {"echo_p50_ms": echo[protocol]["p50_ms"], "haar_p50_ms": haar[protocol]["p50_ms"],
+                   "protocol_share": round(echo[protocol]["p50_ms"] / haar[protocol]["p50_ms"], 4)}
+        for protocol in ("rest", "grpc")
+    }  # fmt: skip

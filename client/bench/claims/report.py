@@ -1,0 +1,131 @@
+"""The claims report: claims.md (each claim, its verdict, its numbers) and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt
+
+from client.bench.claims import CLAIMS
+from client.bench.claims.verdicts import Verdict
+
+Data = dict[str, Any]
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return [*out, ""]
+
+
+def _interval(value: list[float] | None) -> str:
+    if not value:
+        return "–"
+    middle, low, high = value
+    return f"{middle:+.3f} ({low:+.3f} to {high:+.3f})"
+
+
+def experiments(results: Data) -> list[str]:
+    """The numbers, one table per experiment."""
+    out = ["## The experiments", ""]
+    forms = results["payload_forms"]["forms"]
+    out += ["### Payload forms (echo, loopback, requests alternating)", ""]
+    out += _table(
+        ["form", "bytes up", "bytes down", "p50 ms", "minus REST raw, ms (95 %)"],
+        [[name, f["sent_bytes"], f["received_bytes"], f["p50_ms"],
+          _interval(f.get("minus_baseline_ms"))]
+         for name, f in forms.items() if name != "errors"],
+    )  # fmt: skip
+    out += ["### REST against unary gRPC", ""]
+    rows = []
+    for key, row in results["rest_against_grpc"].items():
+        if isinstance(row, dict) and "rest" in row:
+            rows.append([key, row["rest"]["p50_ms"], row["grpc"]["p50_ms"], row["rest_over_grpc"],
+                         _interval(row["grpc"]["minus_baseline_ms"])])  # fmt: skip
+        elif isinstance(row, dict) and "missing" in row:
+            rows.append([key, "–", "–", "–", f"not measured: {row['missing']}"])
+    out += _table(["where, model", "REST p50 ms", "gRPC p50 ms", "REST ÷ gRPC",
+                   "gRPC minus REST, ms (95 %)"], rows)  # fmt: skip
+    wire = results["header_bytes"]
+    out += ["### Bytes on the wire per request (an 8-byte echo, veth counters)", ""]
+    if "missing" in wire:
+        out += [f"Not measured: {wire['missing']}", ""]
+    else:
+        out += _table(["protocol", "wire up", "payload up", "wire down", "payload down"],
+                      [[p, w["wire_bytes_up"], w["payload_bytes_up"], w["wire_bytes_down"],
+                        w["payload_bytes_down"]] for p, w in wire.items()])  # fmt: skip
+    stream = results["streaming"]
+    out += ["### Unary against one long-lived stream", ""]
+    out += _table(["model", "stream minus unary, ms (95 %)"],
+                  [[m, _interval(stream[f"{m} latency"]["grpc-stream"]["minus_baseline_ms"])]
+                   for m in ("echo", "haar")])  # fmt: skip
+    out += _table(["answers/s", *next(iter(stream["throughput"].values())).keys()],
+                  [[k, *v.values()] for k, v in stream["throughput"].items()])  # fmt: skip
+    out += ["### Sizes and qualities (haar, requests alternating)", ""]
+    for place, data in results["data_volume"].items():
+        if "missing" in data:
+            out += [f"{place}: not measured ({data['missing']})", ""]
+            continue
+        out += [f"{place}: {data['link']}", ""]
+        out += _table(["size", "quality", "image bytes", "REST p50 ms", "gRPC p50 ms",
+                       "gRPC minus REST, ms (95 %)"],
+                      [[r["size"], r["quality"], r["image_bytes"], r["rest_p50_ms"],
+                        r["grpc_p50_ms"], _interval(r["grpc_minus_rest_ms"])]
+                       for r in data["rows"]])  # fmt: skip
+    mux = results["multiplexing"]
+    out += ["### Four in flight: one HTTP/2 connection against four (answers/s)", ""]
+    out += _table(["model", *mux["echo"].keys()],
+                  [[m, *mux[m].values()] for m in ("echo", "haar")])  # fmt: skip
+    out += [f"With a delay between them: {mux['delay']}.", ""]
+    conn = results["connections"]
+    out += ["### A new connection per request against one kept alive (echo)", ""]
+    out += _table(["where, protocol", "kept alive p50 ms", "new connection p50 ms",
+                   "the new connection's cost, ms (95 %)"],
+                  [[k, v["kept alive"]["p50_ms"], v["new connection"]["p50_ms"],
+                    _interval(v["new connection"]["minus_baseline_ms"])]
+                   for k, v in conn.items()])  # fmt: skip
+    return out
+
+
+def markdown(results: Data, verdicts: dict[str, Verdict], conditions: list[str]) -> str:
+    out = ["# The claims, tested", "", *conditions, ""]
+    out += ["| claim | source | verdict |", "|---|---|---|"]
+    for claim in CLAIMS:
+        out.append(f"| “{claim.quote}” | {claim.source} | **{verdicts[claim.key].status}** |")
+    out.append("")
+    for claim in CLAIMS:
+        verdict = verdicts[claim.key]
+        out += [f"## “{claim.quote}”", "", f"Source: {claim.source}. Experiments: "
+                + ", ".join(f"`{e}`" for e in claim.experiments) + ".", "",
+                f"**Verdict: {verdict.status}**"
+                + (f" {verdict.reasons[0]}" if verdict.status == "holds only when" else "."),
+                ""]  # fmt: skip
+        reasons = verdict.reasons[1:] if verdict.status == "holds only when" else verdict.reasons
+        out += [f"- {reason}" for reason in reasons] + [""]
+    out += experiments(results)
+    out += ["![Latency against image size](sizes.png)", ""]
+    return "\n".join(out)
+
+
+def plot_sizes(results: Data, path: Path) -> None:
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (place, data) in zip(axes, results["data_volume"].items(), strict=False):
+        if "rows" not in data:
+            ax.set_title(f"{place}: not measured")
+            continue
+        rows = [r for r in data["rows"] if r["quality"] == 90]
+        sizes = [r["image_bytes"] / 1024 for r in rows]
+        ax.plot(sizes, [r["rest_p50_ms"] for r in rows], marker="o", label="REST")
+        ax.plot(sizes, [r["grpc_p50_ms"] for r in rows], marker="o", label="gRPC")
+        ax.set_xlabel("image (KiB, JPEG q90)")
+        ax.set_ylabel("p50 ms (haar)")
+        ax.set_title(place)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

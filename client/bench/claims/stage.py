@@ -1,0 +1,133 @@
+"""The services the claims' experiments run against, all at once, each as users start
+them (``python -m facewire.serve``): on loopback in clear, on loopback with TLS (a
+self-signed certificate made for the run), and, with root, behind two links in network
+namespaces: one not shaped (so the veth counters give the bytes each request puts on
+the wire) and one rate-limited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from client.network.namespace import NetworkError, ServiceNetwork, require_root
+from client.network.profiles import Profile, resolve
+from client.processes import Child, free_port
+from client.transports import ProtocolName, Transport, TransportError, make_transport
+
+#: The rate-limited link: WebPageTest's FIOS bandwidths (20 Mbit/s down, 5 up), without
+#: its 4 ms round trip where the kernel has no netem.
+RATE_LIMITED = "fios"
+#: A link that shapes nothing: a veth pair whose counters see every byte on the wire.
+UNSHAPED = Profile("veth", None, None, source="a veth pair, not shaped")
+
+
+@dataclass
+class Place:
+    """One running pair of services: where to reach them, and how."""
+
+    name: str
+    rest_url: str
+    grpc_target: str
+    ca_file: Path | None = None
+    network: ServiceNetwork | None = None
+    describe: str = ""
+
+    def transport(self, protocol: ProtocolName, *, new_connection: bool = False) -> Transport:
+        return make_transport(protocol, self.rest_url, self.grpc_target, token="",
+                              ca_file=self.ca_file, new_connection=new_connection)  # fmt: skip
+
+
+@dataclass
+class Stage:
+    places: dict[str, Place] = field(default_factory=dict)
+    #: What could not be set up, and why (an experiment that needs it says so).
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def _answers(place: Place) -> bool:
+    """Both services answer an echo: ready, and reachable the way the client reaches
+    them (TLS included)."""
+    for protocol in ("rest", "grpc"):
+        transport = place.transport(protocol)
+        try:
+            transport.detect(b"\xff\xd8\xff", model="echo", save=False, frame_id="ready")
+        except (TransportError, ValueError):
+            return False
+        finally:
+            transport.close()
+    return True
+
+
+@contextlib.contextmanager
+def _services(place: Place, env: dict[str, str], folder: Path) -> Iterator[Place]:
+    prefix = place.network.prefix if place.network is not None else []
+    log = folder / f"services-{place.name}.log"
+    child = Child("facewire.serve", env=env, prefix=prefix, log=log)
+    try:
+        child.wait_until(lambda: _answers(place), f"the services ({place.name})", 90)
+        yield place
+    finally:
+        child.stop()
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(  # noqa: S603
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",  # noqa: S607
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextlib.contextmanager
+def stage(rate_limited: Profile | None = None) -> Iterator[Stage]:
+    """Every place, up for the block; the links and services removed after."""
+    built = Stage()
+    with (
+        tempfile.TemporaryDirectory(prefix="facewire-claims-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        folder = Path(tmp)
+        base = {"FACEWIRE_STORAGE_DIR": str(folder / "storage"), "FACEWIRE_LOG_LEVEL": "warning"}
+        for name, tls in (("loopback", False), ("loopback TLS", True)):
+            rest, grpc = free_port(), free_port()
+            env = {**base, "FACEWIRE_REST_PORT": str(rest), "FACEWIRE_GRPC_PORT": str(grpc)}
+            place = Place(name, f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc}",
+                          describe="loopback")  # fmt: skip
+            if tls:
+                cert, key = _certificate(folder)
+                env |= {"FACEWIRE_TLS_CERT_FILE": str(cert), "FACEWIRE_TLS_KEY_FILE": str(key)}
+                place.rest_url = place.rest_url.replace("http://", "https://")
+                place.ca_file, place.describe = cert, "loopback, TLS (self-signed, RSA 2048)"
+            built.places[name] = stack.enter_context(_services(place, env, folder))
+        try:
+            require_root()
+        except NetworkError as error:
+            for name in ("veth", "rate-limited"):
+                built.missing[name] = str(error)
+        else:
+            limited = rate_limited or resolve(RATE_LIMITED, rate_only=True)
+            links = (("veth", UNSHAPED), ("rate-limited", limited))
+            for index, (name, profile) in enumerate(links, start=1):
+                network = stack.enter_context(ServiceNetwork(profile, index))
+                env = {**base, "FACEWIRE_HOST": network.service_ip,
+                       "FACEWIRE_REST_PORT": "8001", "FACEWIRE_GRPC_PORT": "50051"}  # fmt: skip
+                place = Place(name, f"http://{network.service_ip}:8001",
+                              f"{network.service_ip}:50051", network=network,
+                              describe=profile.describe())  # fmt: skip
+                built.places[name] = stack.enter_context(_services(place, env, folder))
+        yield built
+
+
+def wire_bytes(network: ServiceNetwork) -> tuple[int, int]:
+    """Bytes the host's end of the link has sent and received so far (every header,
+    TCP/IP included): the veth's own counters."""
+    stats = Path(f"/sys/class/net/{network.host_device}/statistics")
+    return int((stats / "tx_bytes").read_text()), int((stats / "rx_bytes").read_text())

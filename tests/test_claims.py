@@ -1,0 +1,60 @@
+"""make claims, briefly: every experiment runs against real services (loopback, TLS, a
+veth pair and a rate-limited link), every claim gets a verdict, and the numbers that
+do not depend on the machine's speed are what the protocols make them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from client.bench.claims import CLAIMS
+from tests.servers import ROOT
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def claims(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    out = tmp_path_factory.mktemp("claims")
+    argv = [sys.executable, "-m", "client.bench.claims", "--quick", "--out", str(out)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out, json.loads((out / "claims.json").read_text())
+
+
+def test_every_claim_gets_a_verdict_with_its_reasons(claims: tuple[Path, dict]) -> None:
+    out, document = claims
+    verdicts = document["verdicts"]
+    assert set(verdicts) == {claim.key for claim in CLAIMS}
+    statuses = {"holds", "does not hold", "holds only when", "not measured"}
+    for verdict in verdicts.values():
+        assert verdict["status"] in statuses
+        assert verdict["reasons"]
+    report = (out / "claims.md").read_text()
+    assert report.startswith("# The claims, tested")
+    assert "no netem" in report.splitlines()[8] or "netem is available" in report
+    for claim in CLAIMS:
+        assert f"“{claim.quote}”" in report
+    assert (out / "sizes.png").stat().st_size > 0
+
+
+def test_what_the_protocols_themselves_decide(claims: tuple[Path, dict]) -> None:
+    results = claims[1]["results"]
+    forms = results["payload_forms"]["forms"]
+    assert forms["errors"] == {}
+    raw = forms["rest"]["sent_bytes"]
+    assert forms["rest-v2-json"]["sent_bytes"] > 1.3 * raw  # base64: four bytes per three
+    assert abs(forms["grpc"]["sent_bytes"] - raw) < 64  # protobuf: the image and a few tags
+    wire = results["header_bytes"]
+    overhead = {p: w["wire_bytes_up"] - w["payload_bytes_up"] for p, w in wire.items()}
+    assert overhead["grpc"] < overhead["rest"]  # HPACK against HTTP/1.1's text headers
+    tls = results["connections"]
+    for protocol in ("rest", "grpc"):
+        cost = tls[f"loopback TLS {protocol}"]["new connection"]["minus_baseline_ms"][0]
+        assert cost > 0  # a TLS handshake per request is never free
+    limited = results["rest_against_grpc"]["rate-limited link"]
+    assert "rate only" in limited or "Mbit/s" in limited
