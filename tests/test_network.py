@@ -42,7 +42,7 @@ def test_each_profile_runs_exactly_these_tc_commands() -> None:
     )
     # Loss whole on each side (each packet crosses one side once), half the RTT each.
     assert commands("wifi", "d", "up")[0] == (
-        "tc qdisc add dev d root handle 1: netem delay 5ms loss 2%"
+        "tc qdisc add dev d root handle 1: netem delay 20ms loss 0.2%"
     )
     # Rate only: no netem at all; a bucket of rate ÷ HZ.
     assert commands("lan", "d", "down") == [
@@ -105,18 +105,26 @@ def test_a_delay_profile_refuses_in_one_line_without_netem(tmp_path: Path) -> No
     assert not list(tmp_path.iterdir())  # refused before anything ran
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_the_link_is_removed_on_ctrl_c_and_sigterm(signum: signal.Signals) -> None:
+def hold_a_link(how: str) -> subprocess.Popen[str]:
+    """A child that makes a 10 Mbit/s link (``how``: "with" or "enter"), prints its
+    namespace and sleeps: something to interrupt or kill."""
+    make = "ServiceNetwork(resolve(None, down_mbit=10, up_mbit=10))"
+    opening = f"with {make} as n:\n    " if how == "with" else f"n = {make}.__enter__()\n"
+    indent = "    " if how == "with" else ""
     script = (
         "import time\n"
         "from client.network.namespace import ServiceNetwork\n"
         "from client.network.profiles import resolve\n"
-        "with ServiceNetwork(resolve(None, down_mbit=10, up_mbit=10)) as n:\n"
-        "    print(n.namespace, flush=True)\n"
-        "    time.sleep(60)\n"
+        f"{opening}print(n.namespace, flush=True)\n"
+        f"{indent}time.sleep(60)\n"
     )
-    with subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                          text=True) as child:  # fmt: skip
+    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_link_is_removed_on_ctrl_c_and_sigterm(signum: signal.Signals) -> None:
+    with hold_a_link("with") as child:
         assert child.stdout is not None
         name = child.stdout.readline().strip()
         assert name in namespaces()
@@ -127,16 +135,7 @@ def test_the_link_is_removed_on_ctrl_c_and_sigterm(signum: signal.Signals) -> No
 
 
 def test_a_killed_runs_link_is_removed_by_the_next_run() -> None:
-    script = (
-        "import os, time\n"
-        "from client.network.namespace import ServiceNetwork\n"
-        "from client.network.profiles import resolve\n"
-        "n = ServiceNetwork(resolve(None, down_mbit=10, up_mbit=10)).__enter__()\n"
-        "print(n.namespace, flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    with subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                          text=True) as child:  # fmt: skip
+    with hold_a_link("enter") as child:
         assert child.stdout is not None
         name = child.stdout.readline().strip()
         child.kill()  # SIGKILL: nothing of its own runs
@@ -163,5 +162,29 @@ def test_make_bench_behind_a_rate_only_profile(tmp_path: Path) -> None:
     assert report[4].startswith("- **Network:** custom: 40 Mbit/s down / 16 Mbit/s up")
     assert report[5].startswith("- **Link check:**")
     assert all(p["error_count"] == 0 for p in run["points"])
-    # A 4-frame echo is mostly bytes on a 16 Mbit/s link: far slower than loopback.
+    # An echo of a 1280×720 frame is its bytes on a 16 Mbit/s upload: its median time
+    # agrees with bytes ÷ rate (TCP/IP's headers add about 3 %, the protocols and the
+    # answer's trip back a few more).
+    for point in run["points"]:
+        on_the_wire_ms = point["bytes_sent"] * 8 / 16e6 * 1000
+        assert 0.95 < point["latency_ms"]["p50"] / on_the_wire_ms < 1.25, point["latency_ms"]
+    wait_for(lambda: "fw" not in namespaces().replace("fwprobe", ""), 10, "the link's removal")
+
+
+def test_make_run_headless_behind_a_link(tmp_path: Path) -> None:
+    """make run puts the same link between its comparison and the services it starts."""
+    argv = [sys.executable, "-m", "client.lab", "--down-mbit", "50", "--up-mbit", "50",
+            "--frames", "12"]  # fmt: skip
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")
+    }
+    env |= {"FACEWIRE_REST_PORT": "18711", "FACEWIRE_GRPC_PORT": "18712",
+            "FACEWIRE_STORAGE_DIR": str(tmp_path)}  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "starting both services behind custom: 50 Mbit/s down / 50 Mbit/s up" in out
+    for protocol in ("rest", "grpc", "grpc-stream"):
+        assert f"│ {protocol} " in out
+    assert "facewire REST stopped" in out
     wait_for(lambda: "fw" not in namespaces().replace("fwprobe", ""), 10, "the link's removal")

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 from rich.table import Table
 
+from client.network import linkcheck
 from client.render import COLORS
 
 RESULTS_JSON = "results.json"
@@ -254,12 +255,7 @@ def conditions(run: Row) -> list[str]:
     lines = [f"- **Network:** {network['description']}."]
     link = run.get("link_check")
     if link:
-        checks = "; ".join(
-            f"{name} {d['bytes'] / 1024:.0f} KiB in {d['measured_ms']:.0f} ms against "
-            f"{d['expected_ms']:.0f} ms for its bytes ÷ the rate ({(d['ratio'] - 1) * 100:+.0f} %)"
-            for name, d in link.items()
-        )
-        lines.append(f"- **Link check:** {checks}.")
+        lines.append(f"- **Link check:** {linkcheck.describe(linkcheck.from_dicts(link))}.")
     lines.append(
         f"- **Connections:** {run.get('connections', 'kept alive (one per client thread)')}."
     )

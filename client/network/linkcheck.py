@@ -85,11 +85,23 @@ def check(network: ServiceNetwork) -> dict[str, Direction]:
 
 
 def describe(directions: dict[str, Direction]) -> str:
+    """One line for the console and the report; a direction off by more than TOLERANCE
+    says so, because the numbers taken over it are not the profile's."""
     return "; ".join(
-        f"{name} {d.bytes / 1024:.0f} KiB in {d.measured_ms:.0f} ms, bytes ÷ rate "
-        f"{d.expected_ms:.0f} ms ({(d.ratio - 1) * 100:+.0f} %)"
+        f"{name} {d.bytes / 1024:.0f} KiB in {d.measured_ms:.0f} ms against "
+        f"{d.expected_ms:.0f} ms for its bytes ÷ the rate ({(d.ratio - 1) * 100:+.0f} %"
+        + ("" if d.agrees else f", NOT within ±{TOLERANCE:.0%} of the profile")
+        + ")"
         for name, d in directions.items()
     )
+
+
+def from_dicts(saved: dict[str, dict[str, float]]) -> dict[str, Direction]:
+    """Directions back from a report's JSON (``Direction.as_dict``)."""
+    return {
+        name: Direction(int(d["bytes"]), d["expected_ms"], d["measured_ms"])
+        for name, d in saved.items()
+    }
 
 
 def _receive(sock: socket.socket, count: int) -> bytes:

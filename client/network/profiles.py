@@ -84,7 +84,7 @@ PROFILES: dict[str, Profile] = {
         Profile("loopback", None, None, source="no shaping"),
         Profile("lan", 1000, 1000, source="Gigabit Ethernet line rate"),
         Profile("fast-ethernet", 100, 100, source="Fast Ethernet line rate"),
-        Profile("wifi", 30, 30, rtt_ms=10, loss_pct=2, source=COMCAST),
+        Profile("wifi", 30, 30, rtt_ms=40, loss_pct=0.2, source=COMCAST),  # "WIFI (good)"
         Profile("fios", 20, 5, rtt_ms=4, source=WPT),
         Profile("cable", 5, 1, rtt_ms=28, source=WPT),
         Profile("dsl", 1.5, 0.384, rtt_ms=50, source=WPT),

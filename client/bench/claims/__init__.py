@@ -22,7 +22,7 @@ SEED_DEMO = "the gRPC video demo's README (seed 000)"
 SEED_LAB = "the FastAPI-vs-gRPC course lab's results (seed 001)"
 CLAIMS = (
     Claim("binary", "gRPC uses binary payloads, which are efficient to create and parse",
-          SEED_DEMO, ("payload_forms",)),
+          SEED_DEMO, ("payload_forms", "codec_costs")),
     Claim("ten-times", "10 times faster message transmission compared to REST API",
           SEED_DEMO, ("rest_against_grpc",)),
     Claim("headers", "HTTP/2 … compresses the header … is much safer",

@@ -1,4 +1,5 @@
-"""``make claims``: ``python -m client.bench.claims [--quick] [--out DIR]``.
+"""``make claims``: ``python -m client.bench.claims [--quick] [--out DIR]``; ``... report
+DIR`` rebuilds a run's claims.md and plot from its claims.json.
 
 Runs the fixed plan (every experiment in ``experiments``, against the services of
 ``stage``), decides each claim's verdict (``verdicts``) and writes
@@ -13,17 +14,36 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from client.bench import machine
 from client.bench.claims import CLAIMS, experiments, report
 from client.bench.claims.stage import stage
-from client.bench.claims.verdicts import RULES
-from client.network.namespace import netem_available
+from client.bench.claims.verdicts import RULES, Verdict
+
+
+def write(out: Path, document: dict[str, Any]) -> dict[str, Verdict]:
+    """claims.json, claims.md and sizes.png in ``out``, the verdicts decided from the
+    document's results (so a rebuilt report follows the rules as they are now)."""
+    results = document["results"]
+    verdicts = {claim.key: RULES[claim.key](results) for claim in CLAIMS}
+    document["verdicts"] = {k: v.__dict__ for k, v in verdicts.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "claims.json").write_text(json.dumps(document, indent=1) + "\n")
+    report.plot_sizes(results, out / "sizes.png")
+    (out / "claims.md").write_text(report.markdown(results, verdicts, document["conditions"]))
+    return verdicts
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"] and len(argv) == 2:  # rebuild from claims.json
+        folder = Path(argv[1])
+        write(folder, json.loads((folder / "claims.json").read_text()))
+        print(f"rebuilt {folder}/claims.md and sizes.png")
+        return 0
     parser = argparse.ArgumentParser(prog="python -m client.bench.claims",
                                      description=__doc__.splitlines()[0])  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="every step, briefly (tests)")
@@ -36,15 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {}
     console.print("starting the services: loopback, loopback with TLS, and behind links")
     with stage() as places:
-        for name in ("payload_forms", "rest_against_grpc", "header_bytes", "streaming",
-                     "data_volume", "multiplexing", "connections"):  # fmt: skip
+        for name in experiments.ORDER:
             console.print(f"experiment: {name}")
             results[name] = getattr(experiments, name)(places, plan)
         described = {name: place.describe for name, place in places.places.items()}
-        missing = dict(places.missing)
+        missing = {k: v for k, v in places.missing.items() if k != "delayed"}
+        delayed = places.missing.get("delayed")
     results["haar_against_echo"] = experiments.haar_against_echo(results["rest_against_grpc"])  # type: ignore[arg-type]
-    verdicts = {claim.key: RULES[claim.key](results) for claim in CLAIMS}
-    netem = netem_available() if not missing else False
     conditions = [
         f"Run {datetime.now(UTC).isoformat(timespec='seconds')} on {machine.cpu_model()} "
         f"({machine.describe()['cores']} cores): the services and facewire's Python client "
@@ -53,21 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         *[f"- **{name}:** {text}" for name, text in described.items()],
         *[f"- **{name}:** not measured: {why}" for name, why in missing.items()],
         "- **Delay and loss:** "
-        + ("netem is available, but this plan uses rate-only links." if netem else
-           "not measured: this kernel has no netem (the sch_netem qdisc), so no round trip "
-           "or loss can be put between client and services; the links here shape bandwidth "
-           "only. Experiments that depend on a round trip (connection reuse across a long "
-           "path, multiplexing with delay) are therefore measured without one."),
+        + ("a round trip on the delayed link (connections and multiplexing); no loss." if
+           delayed is None else
+           f"not measured: {delayed}; the links here shape bandwidth only. Experiments that "
+           "depend on a round trip (connection reuse across a long path, multiplexing with "
+           "delay) are therefore measured without one, and packet loss not at all."),
         "- **Connections:** kept alive, one per client thread, except where an experiment "
         "says otherwise.",
     ]  # fmt: skip
     document = {**machine.run_record("facewire_claims", started), "plan": plan.__dict__,
-                "conditions": conditions, "results": results,
-                "verdicts": {k: v.__dict__ for k, v in verdicts.items()}}  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "claims.json").write_text(json.dumps(document, indent=1) + "\n")
-    report.plot_sizes(results, out / "sizes.png")
-    (out / "claims.md").write_text(report.markdown(results, verdicts, conditions))
+                "conditions": conditions, "results": results}  # fmt: skip
+    verdicts = write(out, document)
     for claim in CLAIMS:
         console.print(f"{verdicts[claim.key].status:>16}: {claim.quote}")
     console.print(f"results in {out}/ (claims.md, claims.json, sizes.png)")

@@ -17,6 +17,7 @@ from typing import Any, cast
 import cv2
 
 from client.bench.alternate import Alternated, alternate
+from client.bench.claims import codecs
 from client.bench.claims.stage import Place, Stage, wire_bytes
 from client.bench.load import WindowSpec
 from client.bench.runner import LoadPool
@@ -92,6 +93,20 @@ def payload_forms(stage: Stage, plan: Plan) -> Data:
     place = stage.places["loopback"]
     taken = _compare(place, {f: f for f in FORMS}, frames(plan), "echo", plan.echo_requests)
     return {"baseline": "rest", "forms": _summary(taken, "rest")}
+
+
+def codec_costs(stage: Stage, plan: Plan) -> Data:
+    """Claim 1's "efficient to create and parse": each form's request and answer built
+    and read with the codecs client and services run, in this process (``codecs``); the
+    answer is a real one, for a frame with faces."""
+    image = frames(plan)[0]
+    transport = stage.places["loopback"].transport("rest")
+    try:
+        result = transport.detect(image, model="haar", save=False, frame_id="frame-1").result
+    finally:
+        transport.close()
+    return {"image_bytes": len(image), "faces": len(result.boxes),
+            "forms": codecs.measure(image, result, plan.echo_requests)}  # fmt: skip
 
 
 def rest_against_grpc(stage: Stage, plan: Plan) -> Data:
@@ -223,11 +238,27 @@ def data_volume(stage: Stage, plan: Plan) -> Data:
     return out
 
 
+#: Experiments in the order make claims runs them.
+ORDER = ("payload_forms", "codec_costs", "rest_against_grpc", "header_bytes", "streaming",
+         "data_volume", "multiplexing", "connections")  # fmt: skip
+
+
 def multiplexing(stage: Stage, plan: Plan) -> Data:
     """Four requests in flight over one HTTP/2 connection (one gRPC channel shared by
     four threads) against four HTTP/1.1 connections (REST, one per thread) and four
-    gRPC channels; echo and haar, windows alternating."""
-    place = stage.places["loopback"]
+    gRPC channels; echo and haar, windows alternating; on loopback and across a round
+    trip where the kernel has netem."""
+    out: Data = {}
+    for place_name in ("loopback", "delayed"):
+        if place_name in stage.places:
+            place = stage.places[place_name]
+            out[place_name] = {"link": place.describe, **_multiplexed(place, plan)}
+        else:
+            out[place_name] = {"missing": stage.missing.get(place_name, "not set up")}
+    return out
+
+
+def _multiplexed(place: Place, plan: Plan) -> Data:
     images = frames(plan)
     out: Data = {}
     for model in ("echo", "haar"):
@@ -249,7 +280,6 @@ def multiplexing(stage: Stage, plan: Plan) -> Data:
                 if k:
                     rates[name].append(answered / seconds)
         out[model] = {name: round(statistics.median(r), 1) for name, r in rates.items()}
-    out["delay"] = "not measured: this kernel has no netem (no delay between client and services)"
     return out
 
 
@@ -278,10 +308,14 @@ def _threads(
 
 def connections(stage: Stage, plan: Plan) -> Data:
     """A new connection per request against one kept alive, REST and unary gRPC, with
-    TLS off and on, echo, alternating (the kept-alive client as the baseline)."""
+    TLS off and on, and across a round trip where the kernel has netem; echo,
+    alternating (the kept-alive client as the baseline)."""
     out: Data = {}
     images = frames(plan)
-    for place_name in ("loopback", "loopback TLS"):
+    for place_name in ("loopback", "loopback TLS", "delayed"):
+        if place_name not in stage.places:
+            out[place_name] = {"missing": stage.missing.get(place_name, "not set up")}
+            continue
         place = stage.places[place_name]
         for protocol in ("rest", "grpc"):
             clients = {

@@ -1,8 +1,8 @@
 """The services the claims' experiments run against, all at once, each as users start
 them (``python -m facewire.serve``): on loopback in clear, on loopback with TLS (a
-self-signed certificate made for the run), and, with root, behind two links in network
+self-signed certificate made for the run), and, with root, behind links in network
 namespaces: one not shaped (so the veth counters give the bytes each request puts on
-the wire) and one rate-limited.
+the wire), one rate-limited and, where the kernel has netem, one with a round trip.
 """
 
 from __future__ import annotations
@@ -14,16 +14,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client.network.namespace import NetworkError, ServiceNetwork, require_root
+from client.network.namespace import (
+    NetworkError,
+    ServiceNetwork,
+    netem_available,
+    require_root,
+)
 from client.network.profiles import Profile, resolve
 from client.processes import Child, free_port
 from client.transports import ProtocolName, Transport, TransportError, make_transport
 
-#: The rate-limited link: WebPageTest's FIOS bandwidths (20 Mbit/s down, 5 up), without
-#: its 4 ms round trip where the kernel has no netem.
+#: The rate-limited link: WebPageTest's FIOS (20 Mbit/s down, 5 up, 4 ms), its round trip
+#: left out where the kernel has no netem.
 RATE_LIMITED = "fios"
 #: A link that shapes nothing: a veth pair whose counters see every byte on the wire.
 UNSHAPED = Profile("veth", None, None, source="a veth pair, not shaped")
+#: Where the kernel has netem: a round trip alone, bandwidth not shaped (the 40 ms of
+#: comcast's "WIFI (good)"), for what connection reuse and multiplexing do across one.
+DELAYED = Profile("delayed", None, None, rtt_ms=40, source="comcast's WIFI (good) round trip")
+NO_NETEM = ("this kernel has no netem (the sch_netem qdisc), so no round trip can be put "
+            "between client and services")  # fmt: skip
 
 
 @dataclass
@@ -47,6 +57,7 @@ class Stage:
     places: dict[str, Place] = field(default_factory=dict)
     #: What could not be set up, and why (an experiment that needs it says so).
     missing: dict[str, str] = field(default_factory=dict)
+    netem: bool = False
 
 
 def _answers(place: Place) -> bool:
@@ -110,11 +121,16 @@ def stage(rate_limited: Profile | None = None) -> Iterator[Stage]:
         try:
             require_root()
         except NetworkError as error:
-            for name in ("veth", "rate-limited"):
+            for name in ("veth", "rate-limited", "delayed"):
                 built.missing[name] = str(error)
         else:
-            limited = rate_limited or resolve(RATE_LIMITED, rate_only=True)
-            links = (("veth", UNSHAPED), ("rate-limited", limited))
+            built.netem = netem_available()
+            limited = rate_limited or resolve(RATE_LIMITED, rate_only=not built.netem)
+            links = [("veth", UNSHAPED), ("rate-limited", limited)]
+            if built.netem:
+                links.append(("delayed", DELAYED))
+            else:
+                built.missing["delayed"] = NO_NETEM
             for index, (name, profile) in enumerate(links, start=1):
                 network = stack.enter_context(ServiceNetwork(profile, index))
                 env = {**base, "FACEWIRE_HOST": network.service_ip,
