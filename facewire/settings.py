@@ -9,10 +9,12 @@ from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
-#: Both transports keep reading up to this many times ``max_upload_bytes`` so that an
-#: oversized upload gets a clean per-request error (413, or an in-stream error) and the
-#: connection or stream goes on; anything larger is cut off by the transport itself.
+#: REST keeps reading up to this many times ``max_upload_bytes`` so that an oversized
+#: upload gets a clean 413 and the connection goes on; anything larger is cut off.
 OVERSIZE_READ_FACTOR = 4
+#: gRPC reads an upload's envelope too (frame_id, model, the v2 tensor's fields), not 4×:
+#: grpc holds a message whole, in about two and a half copies, before our code sees it.
+GRPC_ENVELOPE_BYTES = 64 * 1024
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 DecodeMode = Literal["colour", "gray", "reduced"]
@@ -109,6 +111,31 @@ class Settings(BaseSettings):
     max_streams: PositiveInt = Field(
         64, description="gRPC: streams open at once; beyond it, RESOURCE_EXHAUSTED."
     )
+    max_connections: PositiveInt = Field(
+        1000,
+        description="Connections one service process keeps open; beyond it, new ones are "
+        "closed at once (established ones are served on).",
+    )
+    handshake_timeout_s: PositiveFloat = Field(
+        10.0,
+        description="Seconds a new connection may take over its TLS handshake (and, on "
+        "gRPC, the HTTP/2 preface); else it is closed.",
+    )
+    grpc_message_budget_bytes: PositiveInt = Field(
+        24 * MiB,
+        description="gRPC: message bytes grpc may receive or hold for calls at once, over "
+        "all connections (a call reserves the message limit until its message arrives, "
+        "then its size); a unary call that finds no room within grpc_budget_wait_s gets "
+        "RESOURCE_EXHAUSTED before its message is read, a stream waits.",
+    )
+    grpc_budget_wait_s: float = Field(
+        1.0, ge=0, description="gRPC: seconds a unary call may wait for message budget."
+    )
+    http2_max_concurrent_streams: PositiveInt = Field(
+        100,
+        description="gRPC: HTTP/2 streams one connection may open at once (SETTINGS_MAX_"
+        "CONCURRENT_STREAMS); beyond it, the stream is refused (REFUSED_STREAM).",
+    )
     workers: PositiveInt = Field(1, description="REST worker processes (uvicorn workers).")
     max_header_bytes: PositiveInt = Field(
         64 * 1024, description="REST: request line and headers at most this long (else 431)."
@@ -145,8 +172,14 @@ class Settings(BaseSettings):
 
     @property
     def read_limit_bytes(self) -> int:
-        """The most either transport reads for one request (see OVERSIZE_READ_FACTOR)."""
+        """The most REST reads for one request (see OVERSIZE_READ_FACTOR)."""
         return self.max_upload_bytes * OVERSIZE_READ_FACTOR
+
+    @property
+    def grpc_message_limit_bytes(self) -> int:
+        """The largest gRPC message read: an upload and its envelope. grpc refuses a
+        larger one from its length prefix, before buffering it (RESOURCE_EXHAUSTED)."""
+        return self.max_upload_bytes + GRPC_ENVELOPE_BYTES
 
     def storage_dir_for(self, protocol: str) -> Path:
         """The storage folder for one service: the configured one, or ``storage/<protocol>``."""

@@ -38,8 +38,8 @@ ECHO = DetectionResult(frame_id="", model=Model.ECHO)
 
 def _options(settings: Settings) -> list[tuple[str, Any]]:
     return [
-        ("grpc.max_receive_message_length", settings.read_limit_bytes),
-        ("grpc.max_send_message_length", settings.read_limit_bytes),
+        ("grpc.max_receive_message_length", settings.grpc_message_limit_bytes),
+        ("grpc.max_send_message_length", settings.grpc_message_limit_bytes),
     ]
 
 

@@ -20,6 +20,7 @@ from facewire.tls import tls_problem
 from facewire.v1 import face_detection_pb2 as pb
 from grpc_service import oip, registration
 from grpc_service.auth import BearerAuthInterceptor
+from grpc_service.budget import BudgetInterceptor, MessageBudget
 from grpc_service.metrics_http import MetricsHttp
 from grpc_service.servicer import FaceDetectionServicer
 from grpc_service.streams import StreamSlots
@@ -115,22 +116,36 @@ class GrpcService:
             await asyncio.sleep(SETTLE_TICK_S)  # a quiet tick: no call arrived in it
 
 
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """grpc's channel arguments for the service: message sizes and the HTTP/2 and
+    connection limits that hold against hostile clients (docs/reliability.md)."""
+    return [
+        ("grpc.max_receive_message_length", settings.grpc_message_limit_bytes),
+        ("grpc.max_send_message_length", settings.grpc_message_limit_bytes),
+        ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared silently
+        ("grpc.max_concurrent_streams", settings.http2_max_concurrent_streams),
+        # A call waiting for message budget has its message unread: these keep grpc
+        # from taking more than 64 KiB of it meanwhile (a read in progress still opens
+        # the window to the whole message).
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", 64 * 1024),
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.server_handshake_timeout_ms", int(settings.handshake_timeout_s * 1000)),
+    ]
+
+
 def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
     """The server, bound (TLS only when the settings have a certificate and key)."""
-    # Read oversized frames too (up to the shared read limit) so the core can answer them
-    # with a clean error and DetectStream goes on; beyond it grpc refuses the message.
-    max_message = settings.read_limit_bytes
-    interceptors = []
+    # Messages over the limit are refused by grpc from their length prefix, unread;
+    # those under it are counted against the message budget before grpc reads them.
+    max_message = settings.grpc_message_limit_bytes
+    budget = MessageBudget(
+        settings.grpc_message_budget_bytes, max_message, settings.grpc_budget_wait_s
+    )
+    interceptors: list[grpc.aio.ServerInterceptor] = [BudgetInterceptor(budget)]
     if settings.auth_token is not None:
         interceptors.append(BearerAuthInterceptor(settings.auth_token.get_secret_value()))
-    server = grpc.aio.server(
-        interceptors=interceptors,
-        options=[
-            ("grpc.max_receive_message_length", max_message),
-            ("grpc.max_send_message_length", max_message),
-            ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared silently
-        ],
-    )
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
     streams = StreamSlots(settings.max_streams)  # shared by both stream methods
     registration.register(server, SERVICE, pb, FaceDetectionServicer(dataplane, streams))
     oip.register(oip.InferenceServicer(dataplane, streams), server)

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from facewire.settings import Settings
+from facewire.settings import GRPC_ENVELOPE_BYTES, Settings
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
 from tests.cases import LIMIT, BadCase, assert_clean_message, bad_case_ids, bad_cases
@@ -111,7 +111,7 @@ def test_stream_answers_100_frames_in_order(
 def test_message_far_over_the_limit_is_refused_by_grpc_itself(
     stub: pb_grpc.FaceDetectionStub, face: Fixture
 ) -> None:
-    huge = pb.DetectRequest(image=b"\x00" * (Settings().read_limit_bytes + 1))
+    huge = pb.DetectRequest(image=b"\x00" * (Settings().grpc_message_limit_bytes + 1))
     with pytest.raises(grpc.RpcError) as caught:
         stub.Detect(huge, timeout=30)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -171,10 +171,13 @@ def test_grpcurl_lists_describes_and_calls_through_reflection(
     assert len(answer["boxes"]) == 1
 
 
-def test_stream_goes_on_after_a_frame_well_over_the_limit(
+def test_stream_goes_on_after_a_frame_over_the_limit(
     stub: pb_grpc.FaceDetectionStub, face: Fixture
 ) -> None:
-    big = pb.DetectRequest(image=b"\xff\xd8\xff" + b"\x00" * (LIMIT + 200_000), frame_id="big")
+    """An image over the upload limit but within the message's envelope is read and
+    answered in the stream, which goes on."""
+    over = LIMIT + GRPC_ENVELOPE_BYTES // 2
+    big = pb.DetectRequest(image=b"\xff\xd8\xff" + b"\x00" * over, frame_id="big")
     requests = [pb.DetectRequest(image=face.data, frame_id="a"), big,
                 pb.DetectRequest(image=face.data, frame_id="b")]  # fmt: skip
     replies = list(stub.DetectStream(iter(requests), timeout=60))
@@ -182,6 +185,20 @@ def test_stream_goes_on_after_a_frame_well_over_the_limit(
     assert replies[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert "upload too large" in replies[1].error.message
     assert len(replies[2].boxes) == 1
+
+
+def test_a_message_over_the_envelope_ends_the_stream_unread(
+    stub: pb_grpc.FaceDetectionStub, face: Fixture
+) -> None:
+    """grpc refuses a message larger than the limit from its length prefix, before
+    buffering it: that ends the call (grpc cannot skip a message and go on)."""
+    huge = pb.DetectRequest(image=b"\x00" * (LIMIT + 2 * GRPC_ENVELOPE_BYTES), frame_id="huge")
+    requests = [pb.DetectRequest(image=face.data, frame_id="a"), huge]
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.DetectStream(iter(requests), timeout=60))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in str(caught.value.details())
+    assert len(stub.Detect(pb.DetectRequest(image=face.data), timeout=30).boxes) == 1
 
 
 def _raw_request(image: bytes, frame_id: bytes) -> bytes:

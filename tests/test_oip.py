@@ -308,8 +308,11 @@ def test_grpc_stream_answers_in_order_and_survives_errors(
         (lambda img: _retyped(infer_request(img)), INVALID, "must be BYTES"),
         (lambda img: pb.ModelInferRequest(model_name="face_detector"),
          INVALID, "missing input IMAGE"),
-        (lambda img: infer_request(b"\xff\xd8\xff" + bytes(9 * MiB)),
+        (lambda img: infer_request(b"\xff\xd8\xff" + bytes(8 * MiB + 1000)),
          grpc.StatusCode.RESOURCE_EXHAUSTED, "too large"),
+        # Over the message's envelope too: grpc refuses it from its length prefix.
+        (lambda img: infer_request(b"\xff\xd8\xff" + bytes(9 * MiB)),
+         grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
     ],
 )  # fmt: skip
 def test_grpc_errors(
