@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run gui bench perf claims soak fuzz serve run-rest run-grpc test pytest lint format proto \
+.PHONY: help setup system-deps run gui bench perf claims attack soak fuzz serve run-rest run-grpc test pytest lint format proto \
         screenshot fixtures docker-lint docker-engine docker-engine-stop docker-base docker-up docker-down docker-smoke docker-bench constraints clean
 
 help: ## List the targets
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	  { echo "facewire needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[gui,bench,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[gui,bench,attack,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install facewire with the GUI OpenCV wheel and dev tools
@@ -36,6 +36,9 @@ perf: setup ## The performance targets as in-run ratios, about 7 minutes (ARGS="
 
 claims: setup ## Test the seeds' claims about REST and gRPC, one experiment each; writes claims-results/ (root for links)
 	$(BIN)/python -m client.bench.claims $(ARGS)
+
+attack: setup ## Protocol-level attacks on both services beside a well-behaved client; prints the table (ARGS="--quick")
+	$(BIN)/python -m client.attack $(ARGS)
 
 soak: setup ## Both services under mixed traffic for 10 minutes, then an audit of every save (ARGS="--duration 60")
 	$(BIN)/python -m client.bench.soak $(ARGS)

@@ -1,11 +1,15 @@
-"""uvicorn's httptools protocol with the two limits it lacks: on header size and on the
-time the headers take. Without them one client can hold a connection forever by
-trickling a request line, or make the server buffer megabytes of headers.
+"""uvicorn's httptools protocol with the limits it lacks: on header size, on the time
+the headers take (counted from the connection's start, so a connection that sends
+nothing is closed too), and on the number of connections; and, with TLS, a deadline on
+the handshake. Without them one client can hold a connection forever by trickling a
+request line or by sending nothing, make the server buffer megabytes of headers, or
+open connections until the process runs out of file descriptors.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -17,34 +21,76 @@ class _HeadersTooLarge(Exception):
 
 
 class GuardedConfig(uvicorn.Config):
-    """uvicorn's configuration plus the two limits (a module-level class, so that the
+    """uvicorn's configuration plus the limits (a module-level class, so that the
     worker processes of FACEWIRE_WORKERS > 1 can unpickle it)."""
 
     def __init__(
-        self, app: Any, *, max_header_bytes: int, header_timeout_s: float, **kwargs: Any
+        self,
+        app: Any,
+        *,
+        max_header_bytes: int,
+        header_timeout_s: float,
+        max_connections: int,
+        handshake_timeout_s: float,
+        **kwargs: Any,
     ) -> None:
         super().__init__(app, http=GuardedHttpToolsProtocol, **kwargs)
         self.max_header_bytes = max_header_bytes
         self.header_timeout_s = header_timeout_s
+        self.max_connections = max_connections
+        self.handshake_timeout_s = handshake_timeout_s
+
+    def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
+        """uvicorn's loop, whose TLS servers get our handshake deadline: uvicorn passes
+        none to ``create_server``, so asyncio's (and uvloop's) 60 s would apply."""
+        make_loop = super().get_loop_factory()
+        if make_loop is None or self.ssl_certfile is None:
+            return make_loop
+        deadline = self.handshake_timeout_s
+
+        def loop_with_deadline() -> asyncio.AbstractEventLoop:
+            loop = make_loop()
+            create_server = loop.create_server
+
+            async def create_tls_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+                kwargs.setdefault("ssl_handshake_timeout", deadline)
+                return await create_server(*args, **kwargs)
+
+            loop.create_server = create_tls_server  # type: ignore[method-assign]
+            return loop
+
+        return loop_with_deadline
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 64 * 1024
     header_timeout_s = 10.0
+    max_connections = 1000
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         if isinstance(config, GuardedConfig):
             self.max_header_bytes = config.max_header_bytes
             self.header_timeout_s = config.header_timeout_s
+            self.max_connections = config.max_connections
 
     _header_bytes = 0
     _too_large = False
     _deadline: asyncio.TimerHandle | None = None
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            # Over the cap: closed before anything is read; established ones go on.
+            transport.close()
+            return
+        # Until the first request's headers are complete, as for every later request.
+        self._deadline = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
+        self._cancel_deadline()
         self._deadline = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
 
     def on_url(self, url: bytes) -> None:

@@ -62,6 +62,8 @@ def uvicorn_config(settings: Settings, app: str | ASGIApp) -> uvicorn.Config:
         timeout_keep_alive=settings.keep_alive_s,  # a float works, whatever the stubs say
         max_header_bytes=settings.max_header_bytes,
         header_timeout_s=settings.header_timeout_s,
+        max_connections=settings.max_connections,
+        handshake_timeout_s=settings.handshake_timeout_s,
         server_header=False,
         ssl_certfile=settings.tls_cert_file,  # both None (plain http) or both set
         ssl_keyfile=settings.tls_key_file,

@@ -94,3 +94,28 @@ def test_a_client_gone_mid_upload_is_no_server_error(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     reply = httpx.post(f"{url}/v1/detect", content=face.data, timeout=30)
     assert len(reply.json()["boxes"]) == 1
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(url: str) -> None:
+    """uvicorn alone keeps such a connection for ever: thousands of them exhaust the
+    process's file descriptors."""
+    with connect(url) as sock:
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_connections_over_the_cap_are_closed_and_established_ones_served_on() -> None:
+    with rest_server(QUICK.model_copy(update={"max_connections": 3})) as base:
+        with httpx.Client(base_url=base) as established:
+            assert established.get("/healthz").status_code == 200  # one of the three
+            held = [connect(base) for _ in range(2)]  # the other two
+            try:
+                with connect(base) as extra:
+                    assert read_answer(extra) == b""  # closed unanswered
+                assert established.get("/healthz").status_code == 200
+            finally:
+                for sock in held:
+                    sock.close()
+        # The held ones gone, new connections are taken again.
+        wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200, what="a new connection")

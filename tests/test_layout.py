@@ -79,8 +79,9 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: either wheel, whichever extra picked it.
 PARTS = {
     "services": ((SERVICES, ()), ("headless",)),
-    "client": ((("client",), ("client/bench",)), ("headless", "client")),
+    "client": ((("client",), ("client/bench", "client/attack")), ("headless", "client")),
     "benchmark": ((("client/bench",), ()), ("headless", "bench")),
+    "attack suite": ((("client/attack",), ()), ("headless", "attack")),
 }
 
 

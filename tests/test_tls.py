@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,3 +322,32 @@ def test_an_unusable_certificate_stops_start_up_in_one_line(
     assert "cannot start" in ran.stderr
     assert "Traceback" not in ran.stderr + ran.stdout
     assert "listening on" not in ran.stderr + ran.stdout
+
+
+def closed_within(address: tuple[str, int], deadline_s: float) -> float:
+    """Open a TCP connection, send nothing (no ClientHello, no preface), and time how
+    long the server takes to close it; fails if it is still open after ``deadline_s``."""
+    with socket.create_connection(address, timeout=deadline_s) as sock:
+        started = time.monotonic()
+        try:
+            data = sock.recv(1024)
+        except TimeoutError:
+            pytest.fail(f"{address} kept a connection with no handshake past {deadline_s} s")
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", data
+        return time.monotonic() - started
+
+
+@pytest.mark.parametrize("service", ["rest", "grpc"])
+def test_a_tls_handshake_that_never_starts_is_closed_by_the_deadline(
+    service: str, settings: Settings, pair: Pair
+) -> None:
+    """FACEWIRE_HANDSHAKE_TIMEOUT_S: without it asyncio (REST) waits 60 s and grpc 120 s."""
+    quick = Settings(storage_dir=settings.storage_dir, threads=1, tls_cert_file=pair.cert,
+                     tls_key_file=pair.key, handshake_timeout_s=1.0)  # fmt: skip
+    start = rest_server if service == "rest" else grpc_server
+    with start(quick) as address:
+        host_port = address.removeprefix("https://").rsplit(":", 1)
+        took = closed_within((host_port[0], int(host_port[1])), deadline_s=15)
+    assert took >= 0.5, took  # closed by the deadline, not refused at once

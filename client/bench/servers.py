@@ -60,7 +60,8 @@ def facewire_services(
     }
     rest = Child("rest_service", env=env, log=workdir / "rest.log")
     grpc_child = Child("grpc_service", env=env, log=workdir / "grpc.log")
-    url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
+    scheme = "https" if env.get("FACEWIRE_TLS_CERT_FILE") else "http"
+    url, target = f"{scheme}://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
     try:
         rest.wait_until(lambda: ready(url, target), "the services")
         yield url, target, rest, grpc_child
@@ -79,7 +80,8 @@ def bare_servers(workdir: Path, *, core: bool = False) -> Iterator[tuple[str, st
                  log=workdir / f"bare-rest{tag}.log")  # fmt: skip
     bare_grpc = Child("grpc_service.bare", ["aio", str(grpc_port), *extra], env,
                       log=workdir / f"bare-grpc{tag}.log")  # fmt: skip
-    url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
+    scheme = "https" if env.get("FACEWIRE_TLS_CERT_FILE") else "http"
+    url, target = f"{scheme}://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
     try:
         rest.wait_until(lambda: _http_answers(url), "the bare REST server")
         bare_grpc.wait_until(lambda: _grpc_connects(target), "the bare gRPC server")

@@ -1,0 +1,241 @@
+"""Runs every attack against both services while the well-behaved client measures, and
+judges each against the bounds below; ``make attack`` prints the table."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from client.attack.attacks import ATTACKS, Scale
+from client.attack.bystander import PROTOCOLS, Bystander, Served
+from client.attack.wire import Target
+from client.bench.servers import facewire_services
+from client.processes import Child
+from facewire.audit import audit
+from facewire.settings import MiB
+
+#: The well-behaved client's p99 under attack may be this many times its idle p99 (taken
+#: in the same run; at least 5 ms, so that a fast idle run is not a tiny yardstick).
+P99_FACTOR = 10.0
+P99_FLOOR_MS = 5.0
+#: Peak resident memory over the resident memory before the attack, per service.
+MEMORY_BUDGET = 100 * MiB
+UPLOAD_BUDGET = 150 * MiB  # large-uploads: the gRPC message budget's documented bound
+#: Shorter than the defaults, so that each deadline shows within an attack's window.
+SETTINGS = {
+    "FACEWIRE_HEADER_TIMEOUT_S": "2",
+    "FACEWIRE_BODY_TIMEOUT_S": "2",
+    "FACEWIRE_HANDSHAKE_TIMEOUT_S": "2",
+    "FACEWIRE_LOG_LEVEL": "warning",
+}
+#: What bounds each attack, per service (the setting, or the library that does it).
+BOUNDS = {
+    "rapid-reset": ("not HTTP/2: the preface is refused", "grpc core (CVE-2023-44487 fix)"),
+    "continuation-flood": ("not HTTP/2", "grpc core's metadata limit"),
+    "hpack-bomb": ("not HTTP/2", "grpc core's metadata limit"),
+    "settings-flood": ("not HTTP/2", "grpc core"),
+    "ping-flood": ("not HTTP/2", "grpc core (ping strikes)"),
+    "never-ending-streams": ("not HTTP/2", "FACEWIRE_HTTP2_MAX_CONCURRENT_STREAMS, lookahead"),
+    "too-many-streams": ("not HTTP/2", "FACEWIRE_HTTP2_MAX_CONCURRENT_STREAMS"),
+    "slowloris": ("FACEWIRE_HEADER_TIMEOUT_S", "not HTTP/1.1: closed"),
+    "conflicting-lengths": ("httptools (rejects both headers)", "not HTTP/1.1: closed"),
+    "short-body": ("FACEWIRE_BODY_TIMEOUT_S", "not HTTP/1.1: closed"),
+    "pipelined-flood": ("uvicorn's flow control", "not HTTP/1.1: closed"),
+    "no-handshake": ("FACEWIRE_HANDSHAKE_TIMEOUT_S", "FACEWIRE_HANDSHAKE_TIMEOUT_S"),
+    "idle-flood": (
+        "FACEWIRE_HEADER_TIMEOUT_S, FACEWIRE_MAX_CONNECTIONS",
+        "FACEWIRE_MAX_CONNECTIONS",
+    ),
+    "large-uploads": (
+        "FACEWIRE_MAX_UPLOAD_BYTES, FACEWIRE_MAX_INFLIGHT",
+        "FACEWIRE_GRPC_MESSAGE_BUDGET_BYTES",
+    ),
+}
+
+
+@dataclass
+class Row:
+    attack: str
+    speaks: str
+    service: str
+    outcome: str
+    idle_p99_ms: dict[str, float]
+    p99_ms: dict[str, float]
+    errors: list[str]
+    memory_mib: float
+    bound: str
+    alive: bool
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        if not self.alive:
+            found.append("service died")
+        if self.errors:
+            found.append(f"{len(self.errors)} errors")
+        for protocol, p99 in self.p99_ms.items():
+            limit = P99_FACTOR * max(self.idle_p99_ms[protocol], P99_FLOOR_MS)
+            if not math.isnan(p99) and p99 > limit:
+                found.append(f"{protocol} p99 {p99:.0f} ms > {limit:.0f} ms")
+        budget = UPLOAD_BUDGET if self.attack == "large-uploads" else MEMORY_BUDGET
+        if self.memory_mib * MiB > budget:
+            found.append(f"memory +{self.memory_mib:.0f} MiB > {budget // MiB} MiB")
+        return found
+
+
+@dataclass
+class Report:
+    rows: list[Row]
+    versions: dict[str, str]
+    tracebacks: dict[str, int]
+    exit_codes: dict[str, int]
+    audit_problems: list[str]
+    saved_rows: int
+
+    @property
+    def ok(self) -> bool:
+        return (not any(r.problems for r in self.rows) and not any(self.tracebacks.values())
+                and not any(self.exit_codes.values()) and not self.audit_problems)  # fmt: skip
+
+
+def _peak_reset(child: Child) -> int:
+    """Reset the peak resident memory (VmHWM) to now; the resident bytes now."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{child.popen.pid}/clear_refs").write_text("5")
+    return int(child.rss_mib() * MiB)
+
+
+def _peak(child: Child) -> int:
+    status = Path(f"/proc/{child.popen.pid}/status").read_text()
+    match = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def make_pair(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(  # noqa: S603 (fixed argv: openssl from PATH, our own paths)
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",  # noqa: S607
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextlib.contextmanager
+def _stage(
+    workdir: Path, frame: bytes
+) -> Iterator[tuple[dict[str, Target], dict[str, Child], Bystander]]:
+    cert, key = make_pair(workdir)
+    env = {**SETTINGS, "FACEWIRE_TLS_CERT_FILE": str(cert), "FACEWIRE_TLS_KEY_FILE": str(key),
+           "FACEWIRE_TLS_CA_FILE": str(cert)}  # fmt: skip
+    os.environ["FACEWIRE_TLS_CA_FILE"] = str(cert)  # this process's readiness checks trust it
+    with facewire_services(workdir, env) as (url, target, rest, grpc_child):
+        host, rest_port = url.removeprefix("https://").rsplit(":", 1)
+        targets = {
+            "rest": Target("rest", host, int(rest_port), cert),
+            "grpc": Target("grpc", host, int(target.rsplit(":", 1)[1]), cert),
+        }
+        bystander = Bystander(url, target, cert, frame)
+        try:
+            yield targets, {"rest": rest, "grpc": grpc_child}, bystander
+        finally:
+            bystander.close()
+
+
+def run(
+    workdir: Path,
+    frame: bytes,
+    seconds: float,
+    scale: Scale,
+    only: list[str] | None = None,
+    say: Callable[[str], object] = print,
+) -> Report:
+    rows: list[Row] = []
+    workdir.mkdir(parents=True, exist_ok=True)
+    with _stage(workdir, frame) as (targets, children, bystander):
+        bystander.start(max(seconds, 2.0))
+        idle: dict[str, float] = {p: s.p99() for p, s in bystander.result().items()}
+        saved = 0
+        say(f"idle p99: REST {idle['rest']:.1f} ms, gRPC {idle['grpc']:.1f} ms")
+        for name, (speaks, attack) in ATTACKS.items():
+            if only and name not in only:
+                continue
+            for service in ("rest", "grpc"):
+                before = {s: _peak_reset(c) for s, c in children.items()}
+                bystander.start(seconds + 0.5)
+                try:
+                    outcome = attack(targets[service], seconds, scale)
+                except Exception as exc:  # the attacker's failure is a finding, not a crash
+                    outcome = f"attack failed: {exc.__class__.__name__}: {exc}"[:200]
+                served: dict[str, Served] = bystander.result()  # type: ignore[assignment]
+                saved += sum(s.saved for s in served.values())
+                growth = (_peak(children[service]) - before[service]) / MiB
+                row = Row(
+                    name, speaks, service, outcome, idle,
+                    {p: s.p99() for p, s in served.items()},
+                    [e for s in served.values() for e in s.errors], round(growth, 1),
+                    BOUNDS[name][service == "grpc"],
+                    all(c.popen.poll() is None for c in children.values()),
+                )  # fmt: skip
+                rows.append(row)
+                verdict = row.problems or "holds"
+                say(f"{name:>22} → {service:<4} {verdict}: {outcome}")
+        exit_codes = {s: c.stop() for s, c in children.items()}
+        logs = {s: c.output for s, c in children.items()}
+    found = audit(workdir / "storage")
+    return Report(
+        rows=rows,
+        versions=versions(),
+        tracebacks={s: text.count("Traceback") for s, text in logs.items()},
+        exit_codes=exit_codes,
+        audit_problems=found.problems
+        + ([] if len(found.rows) >= saved else [f"{saved} saves answered, {len(found.rows)} rows"]),
+        saved_rows=len(found.rows),
+    )
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("grpcio", "uvicorn", "httptools", "h11", "h2")}
+
+
+def write(report: Report, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "attack.json").write_text(json.dumps(asdict(report) | {"ok": report.ok}, indent=2))
+    (out / "attack.md").write_text(table(report))
+
+
+def table(report: Report) -> str:
+    columns = ("attack", "speaks", "service", "what the service did",
+               "well-behaved p99 ms REST / gRPC (idle → attack)", "errors",
+               "peak memory MiB", "bounded by", "verdict")  # fmt: skip
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for r in report.rows:
+        p99 = " / ".join(f"{r.idle_p99_ms[p]:.1f} → {r.p99_ms[p]:.1f}" for p in PROTOCOLS)
+        verdict = "holds" if not r.problems else "; ".join(r.problems)
+        cells = (r.attack, r.speaks, r.service, r.outcome, p99, str(len(r.errors)),
+                 f"+{r.memory_mib:.0f}", r.bound, verdict)  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in report.versions.items())}.",
+        f"- Tracebacks in the services' logs: {report.tracebacks}; "
+        f"exit codes after the drain: {report.exit_codes}.",
+        f"- Audit of the storage folder: {report.saved_rows} rows; "
+        f"problems: {report.audit_problems or 'none'}.",
+        f"- Bounds: no error; p99 within {P99_FACTOR:g}× the idle p99 "
+        f"(at least {P99_FLOOR_MS:g} ms); "
+        f"peak memory within {MEMORY_BUDGET // MiB} MiB of the resident memory before the attack "
+        f"({UPLOAD_BUDGET // MiB} MiB for large-uploads).",
+    ]
+    return "\n".join(lines) + "\n"
