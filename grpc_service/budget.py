@@ -38,25 +38,19 @@ class MessageBudget:
         self.message_limit = message_limit
         self.wait_s = wait_s
         self.reserved = 0
-        self._room = asyncio.Condition()
+        self._waiters: list[asyncio.Future[None]] = []
 
     async def reserve(self, wait_s: float | None) -> Lease | None:
         """A lease of one message limit; None if none is free within ``wait_s`` (None:
         wait as long as it takes). At least one call is always let in."""
-        if not self._fits():
-            async with self._room:
-                try:
-                    await asyncio.wait_for(self._room.wait_for(self._fits), wait_s)
-                except TimeoutError:
-                    return None
+        if not await self._wait_until(self._fits, wait_s):
+            return None
         self.reserved += self.message_limit
         return Lease(self, self.message_limit)
 
     async def room(self) -> None:
         """Return once less than the whole budget is held (a stream's next read)."""
-        if self.reserved >= self.budget:
-            async with self._room:
-                await self._room.wait_for(lambda: self.reserved < self.budget)
+        await self._wait_until(lambda: self.reserved < self.budget, None)
 
     def hold(self, message: object) -> Lease:
         """A lease of a message already received, for its size."""
@@ -67,14 +61,30 @@ class MessageBudget:
     def _fits(self) -> bool:
         return self.reserved == 0 or self.reserved + self.message_limit <= self.budget
 
+    async def _wait_until(self, ready: Callable[[], bool], wait_s: float | None) -> bool:
+        """Wait (woken by every give-back) until ``ready()``; False after ``wait_s``.
+        Futures rather than an asyncio.Condition: a Condition's wait cancelled by a
+        timeout or by the call's own cancellation can fail to re-take its lock."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(wait_s):
+                while not ready():
+                    waiter = loop.create_future()
+                    self._waiters.append(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        self._waiters.remove(waiter)
+        except TimeoutError:
+            return False
+        return True
+
     def _give_back(self, size: int) -> None:
         self.reserved -= size
         if size > 0:
-            asyncio.get_running_loop().create_task(self._wake())
-
-    async def _wake(self) -> None:
-        async with self._room:
-            self._room.notify_all()
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def refusal(self) -> str:
         return (
