@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from client.attack.attacks import ATTACKS, Scale
 from client.attack.bystander import PROTOCOLS, Bystander, Served
 from client.attack.wire import Target
-from client.bench.servers import facewire_services
+from client.bench.servers import facewire_services, self_signed_certificate
 from client.processes import Child
 from facewire.audit import audit
 from facewire.settings import MiB
@@ -118,23 +117,11 @@ def _peak(child: Child) -> int:
     return int(match.group(1)) * 1024 if match else 0
 
 
-def make_pair(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key (openssl)."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(  # noqa: S603 (fixed argv: openssl from PATH, our own paths)
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",  # noqa: S607
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @contextlib.contextmanager
 def _stage(
     workdir: Path, frame: bytes
 ) -> Iterator[tuple[dict[str, Target], dict[str, Child], Bystander]]:
-    cert, key = make_pair(workdir)
+    cert, key = self_signed_certificate(workdir)
     env = {**SETTINGS, "FACEWIRE_TLS_CERT_FILE": str(cert), "FACEWIRE_TLS_KEY_FILE": str(key),
            "FACEWIRE_TLS_CA_FILE": str(cert)}  # fmt: skip
     os.environ["FACEWIRE_TLS_CA_FILE"] = str(cert)  # this process's readiness checks trust it

@@ -8,12 +8,12 @@ the wire), one rate-limited and, where the kernel has netem, one with a round tr
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from client.bench.servers import self_signed_certificate
 from client.network.namespace import (
     NetworkError,
     ServiceNetwork,
@@ -86,17 +86,6 @@ def _services(place: Place, env: dict[str, str], folder: Path) -> Iterator[Place
         child.stop()
 
 
-def _certificate(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(  # noqa: S603
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",  # noqa: S607
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @contextlib.contextmanager
 def stage(rate_limited: Profile | None = None) -> Iterator[Stage]:
     """Every place, up for the block; the links and services removed after."""
@@ -113,7 +102,7 @@ def stage(rate_limited: Profile | None = None) -> Iterator[Stage]:
             place = Place(name, f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc}",
                           describe="loopback")  # fmt: skip
             if tls:
-                cert, key = _certificate(folder)
+                cert, key = self_signed_certificate(folder)
                 env |= {"FACEWIRE_TLS_CERT_FILE": str(cert), "FACEWIRE_TLS_KEY_FILE": str(key)}
                 place.rest_url = place.rest_url.replace("http://", "https://")
                 place.ca_file, place.describe = cert, "loopback, TLS (self-signed, RSA 2048)"
