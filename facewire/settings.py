@@ -136,6 +136,16 @@ class Settings(BaseSettings):
         description="gRPC: HTTP/2 streams one connection may open at once (SETTINGS_MAX_"
         "CONCURRENT_STREAMS); beyond it, the stream is refused (REFUSED_STREAM).",
     )
+    grpc_max_connection_age_s: PositiveFloat | None = Field(
+        None,
+        description="gRPC: seconds a connection lives before the server asks the client to "
+        "reconnect (GOAWAY; gRFC A9, grpc.max_connection_age_ms), so that clients behind a "
+        "connection balancer re-resolve and spread; calls then get grpc_max_connection_age_"
+        "grace_s to finish. Unset: connections live as long as their clients keep them.",
+    )
+    grpc_max_connection_age_grace_s: PositiveFloat = Field(
+        30.0, description="gRPC: seconds in-flight calls get after the connection's age."
+    )
     workers: PositiveInt = Field(1, description="REST worker processes (uvicorn workers).")
     max_header_bytes: PositiveInt = Field(
         64 * 1024, description="REST: request line and headers at most this long (else 431)."

@@ -118,7 +118,15 @@ class GrpcService:
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     """grpc's channel arguments for the service: message sizes and the HTTP/2 and
-    connection limits that hold against hostile clients (docs/reliability.md)."""
+    connection limits that hold against hostile clients (docs/reliability.md), and the
+    connection age that lets clients behind a connection balancer spread (docs/scaling.md)."""
+    age = []
+    if settings.grpc_max_connection_age_s is not None:
+        age = [
+            ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms",
+             int(settings.grpc_max_connection_age_grace_s * 1000)),
+        ]  # fmt: skip
     return [
         ("grpc.max_receive_message_length", settings.grpc_message_limit_bytes),
         ("grpc.max_send_message_length", settings.grpc_message_limit_bytes),
@@ -131,6 +139,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.lookahead_bytes", 64 * 1024),
         ("grpc.max_allowed_incoming_connections", settings.max_connections),
         ("grpc.server_handshake_timeout_ms", int(settings.handshake_timeout_s * 1000)),
+        *age,
     ]
 
 
