@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run gui bench perf claims attack soak fuzz serve run-rest run-grpc test pytest lint format proto \
+.PHONY: help setup system-deps run gui bench perf claims scale attack soak fuzz serve run-rest run-grpc test pytest lint format proto \
         screenshot fixtures docker-lint docker-engine docker-engine-stop docker-base docker-up docker-down docker-smoke docker-bench constraints clean
 
 help: ## List the targets
@@ -36,6 +36,9 @@ perf: setup ## The performance targets as in-run ratios, about 7 minutes (ARGS="
 
 claims: setup ## Test the seeds' claims about REST and gRPC, one experiment each; writes claims-results/ (root for links)
 	$(BIN)/python -m client.bench.claims $(ARGS)
+
+scale: setup ## Two replicas of each service behind nginx: balancing per request vs per connection, the proxy's cost, a replica killed
+	$(BIN)/python -m client.scale $(ARGS)
 
 attack: setup ## Protocol-level attacks on both services beside a well-behaved client; prints the table (ARGS="--quick")
 	$(BIN)/python -m client.attack $(ARGS)

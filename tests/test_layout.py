@@ -79,7 +79,11 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: either wheel, whichever extra picked it.
 PARTS = {
     "services": ((SERVICES, ()), ("headless",)),
-    "client": ((("client",), ("client/bench", "client/attack")), ("headless", "client")),
+    "client": (
+        (("client",), ("client/bench", "client/attack", "client/scale")),
+        ("headless", "client"),
+    ),
+    "scale": ((("client/scale",), ()), ("headless", "bench")),
     "benchmark": ((("client/bench",), ()), ("headless", "bench")),
     "attack suite": ((("client/attack",), ()), ("headless", "attack")),
 }

@@ -8,6 +8,7 @@ the system's trust store), else plaintext.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -29,14 +30,32 @@ OPTIONS = [
 ]
 
 
+#: Calls spread over every address the target resolves to, one call to the next, rather
+#: than all going to the first that answers (grpc's default policy, pick_first).
+ROUND_ROBIN = ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]}))
+
+
+def balanced_target(target: str) -> tuple[str, list[tuple[str, str]]]:
+    """A target of several addresses (``host:port,host:port``, or a ``dns:///`` name,
+    such as a Kubernetes headless Service) is balanced call by call (round_robin); a
+    single address is left to grpc's default."""
+    if "," in target and not target.startswith(("ipv4:", "ipv6:")):
+        target = ("ipv6:" if target.startswith("[") else "ipv4:") + target
+    if "," in target or target.startswith("dns:"):
+        return target, [ROUND_ROBIN]
+    return target, []
+
+
 def open_channel(
     target: str, *, tls: bool = False, ca_file: Path | str | None = None
 ) -> grpc.Channel:
+    target, balancing = balanced_target(target)
+    options = [*OPTIONS, *balancing]
     if tls or ca_file is not None:
         roots = read_ca_file(ca_file) if ca_file is not None else None
         credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-        return grpc.secure_channel(target, credentials, options=OPTIONS)
-    return grpc.insecure_channel(target, options=OPTIONS)
+        return grpc.secure_channel(target, credentials, options=options)
+    return grpc.insecure_channel(target, options=options)
 
 
 class GrpcChannel:
