@@ -23,6 +23,9 @@ SERVICES = ("facewire", "rest_service", "grpc_service")
 
 def python_files(*folders: str) -> Iterator[Path]:
     for folder in folders:
+        if (ROOT / folder).is_file():
+            yield ROOT / folder
+            continue
         yield from (p for p in (ROOT / folder).rglob("*.py") if "_pb2" not in p.name)
 
 
@@ -84,7 +87,8 @@ PARTS = {
         ("headless", "client"),
     ),
     "scale": ((("client/scale",), ()), ("headless", "bench")),
-    "benchmark": ((("client/bench",), ()), ("headless", "bench")),
+    "benchmark": ((("client/bench",), ("client/bench/distributed.py",)), ("headless", "bench")),
+    "distributed load": ((("client/bench/distributed.py",), ()), ("headless", "distributed")),
     "attack suite": ((("client/attack",), ()), ("headless", "attack")),
 }
 

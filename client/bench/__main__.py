@@ -132,6 +132,11 @@ def parser() -> argparse.ArgumentParser:
         type=_processes,
         help="load processes, or auto: 1, more where the generator is the bottleneck",
     )
+    p.add_argument(
+        "--scheduler",
+        help="a Dask scheduler (tcp://HOST:8786): its workers, on any machines, generate "
+        "the load instead of local processes (docs/scaling.md)",
+    )
     p.add_argument("--source", default="sample", help="sample, camera index, video, folder")
     p.add_argument("--frames", type=_positive(int), default=30, help="frames taken from the source")
     p.add_argument("--resolution", type=_resolution, help="resize frames, e.g. 640x360")
@@ -206,6 +211,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed,
         generators=args.generator,
         new_connection=args.new_connection_per_request,
+        scheduler=args.scheduler,
     )
     if config.new_connection and "grpc-stream" in config.protocols:
         console.print(

@@ -261,6 +261,9 @@ def conditions(run: Row) -> list[str]:
     )
     generators = run["config"].get("generators", ["python"])
     names = {"python": "facewire's Python client (load processes)", "h2load": "h2load (nghttp2)"}
+    if run["config"].get("scheduler"):
+        names["python"] = (f"facewire's Python client on the workers of the Dask scheduler "
+                           f"{run['config']['scheduler']}")  # fmt: skip
     lines.append("- **Load generator:** " + ", then ".join(names[g] for g in generators) + ".")
     return lines
 

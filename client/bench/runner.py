@@ -41,6 +41,8 @@ class BenchConfig:
     generators: tuple[str, ...] = ("python",)
     #: A new connection for every request instead of one kept alive per thread.
     new_connection: bool = False
+    #: A Dask scheduler (tcp://host:8786): its workers generate the load, on any machine.
+    scheduler: str | None = None
 
     @property
     def mode(self) -> str:
@@ -117,22 +119,7 @@ class LoadPool:
         return result
 
     def _split(self, spec: WindowSpec) -> list[WindowSpec | None]:
-        """This window's share for each process; None for a process left idle."""
-        slots = spec.concurrency if spec.concurrency is not None else spec.max_inflight
-        used = max(1, min(self.size, slots))  # a process needs at least one slot
-        budgets = [None] * used if spec.requests is None else _spread(spec.requests, used)
-        shares: list[WindowSpec | None] = []
-        for i, (slot_count, budget) in enumerate(zip(_spread(slots, used), budgets, strict=True)):
-            if spec.concurrency is not None:
-                share = replace(spec, concurrency=slot_count, requests=budget, seed=spec.seed + i)
-            else:
-                assert spec.rate is not None
-                share = replace(
-                    spec, rate=spec.rate * slot_count / slots, max_inflight=slot_count,
-                    requests=budget, seed=spec.seed + i, offset_s=i / spec.rate,
-                )  # fmt: skip
-            shares.append(share)
-        return shares + [None] * (self.size - used)
+        return split_window(spec, self.size)
 
     def close(self) -> None:
         for conn, process in self._workers:
@@ -142,6 +129,26 @@ class LoadPool:
             if process.is_alive():
                 process.kill()
             conn.close()
+
+
+def split_window(spec: WindowSpec, size: int) -> list[WindowSpec | None]:
+    """A window's share for each of ``size`` load processes (local, or Dask workers);
+    None for a process left idle."""
+    slots = spec.concurrency if spec.concurrency is not None else spec.max_inflight
+    used = max(1, min(size, slots))  # a process needs at least one slot
+    budgets = [None] * used if spec.requests is None else _spread(spec.requests, used)
+    shares: list[WindowSpec | None] = []
+    for i, (slot_count, budget) in enumerate(zip(_spread(slots, used), budgets, strict=True)):
+        if spec.concurrency is not None:
+            share = replace(spec, concurrency=slot_count, requests=budget, seed=spec.seed + i)
+        else:
+            assert spec.rate is not None
+            share = replace(
+                spec, rate=spec.rate * slot_count / slots, max_inflight=slot_count,
+                requests=budget, seed=spec.seed + i, offset_s=i / spec.rate,
+            )  # fmt: skip
+        shares.append(share)
+    return shares + [None] * (size - used)
 
 
 def _spread(total: int, parts: int) -> list[int]:
@@ -251,7 +258,11 @@ def run_sweep(
     core count). h2load needs the services' metrics (``metrics_urls``: REST's, gRPC's)."""
     processes = config.processes or 1
 
-    def python_pool(size: int) -> LoadPool:
+    def python_pool(size: int) -> Generator:
+        if config.scheduler is not None:
+            from client.bench.distributed import DaskPool  # only with a scheduler: Dask is big
+
+            return DaskPool(config.scheduler, frames, rest_url, grpc_target, config.new_connection)
         return LoadPool(size, frames, rest_url, grpc_target, config.new_connection)
 
     generators: dict[str, Generator] = {"python": python_pool(processes)}
@@ -270,7 +281,8 @@ def run_sweep(
                                        encode_ms=encode_ms, floor=floors.get(model))  # fmt: skip
                     pool = generators["python"]
                     bound = any(r["client_bound"] for r in point if r["generator"] == "python")
-                    if config.processes is None and bound and pool.size * 2 <= cores():
+                    auto = config.processes is None and config.scheduler is None
+                    if auto and bound and pool.size * 2 <= cores():
                         pool.close()
                         generators["python"] = python_pool(pool.size * 2)
                         continue

@@ -63,6 +63,7 @@ def facewire_services(
 ) -> Iterator[tuple[str, str, Child, Child]]:
     """Both services, saving into ``workdir/storage``, logging into ``workdir``; ``env``
     adds or overrides their ``FACEWIRE_*`` settings. Stopped (drained) on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
     rest_port, grpc_port = free_port(), free_port()
     env = {
         "FACEWIRE_REST_PORT": str(rest_port),
