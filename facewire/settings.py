@@ -121,15 +121,17 @@ class Settings(BaseSettings):
         description="Seconds a new connection may take over its TLS handshake (and, on "
         "gRPC, the HTTP/2 preface); else it is closed.",
     )
-    grpc_message_budget_bytes: PositiveInt = Field(
+    upload_budget_bytes: PositiveInt = Field(
         24 * MiB,
-        description="gRPC: message bytes grpc may receive or hold for calls at once, over "
-        "all connections (a call reserves the message limit until its message arrives, "
-        "then its size); a unary call that finds no room within grpc_budget_wait_s gets "
-        "RESOURCE_EXHAUSTED before its message is read, a stream waits.",
+        description="Upload bytes one service process reads or holds at once, over all "
+        "connections: a request reserves what it may hold (REST: its Content-Length; gRPC: "
+        "the message limit) before it is read, then its real size, until it ends; one "
+        "that finds no room within upload_budget_wait_s is refused (503 / "
+        "RESOURCE_EXHAUSTED), unread. gRPC streams read their next frame only while there "
+        "is room.",
     )
-    grpc_budget_wait_s: float = Field(
-        1.0, ge=0, description="gRPC: seconds a unary call may wait for message budget."
+    upload_budget_wait_s: float = Field(
+        1.0, ge=0, description="Seconds a request may wait for room in the upload budget."
     )
     http2_max_concurrent_streams: PositiveInt = Field(
         100,

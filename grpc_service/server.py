@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from facewire import logs
+from facewire.budget import UploadBudget
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings, url_host
 from facewire.storage import storage_problem
@@ -20,7 +21,7 @@ from facewire.tls import tls_problem
 from facewire.v1 import face_detection_pb2 as pb
 from grpc_service import oip, registration
 from grpc_service.auth import BearerAuthInterceptor
-from grpc_service.budget import BudgetInterceptor, MessageBudget
+from grpc_service.budget import BudgetInterceptor
 from grpc_service.metrics_http import MetricsHttp
 from grpc_service.servicer import FaceDetectionServicer
 from grpc_service.streams import StreamSlots
@@ -147,11 +148,10 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
     """The server, bound (TLS only when the settings have a certificate and key)."""
     # Messages over the limit are refused by grpc from their length prefix, unread;
     # those under it are counted against the message budget before grpc reads them.
-    max_message = settings.grpc_message_limit_bytes
-    budget = MessageBudget(
-        settings.grpc_message_budget_bytes, max_message, settings.grpc_budget_wait_s
-    )
-    interceptors: list[grpc.aio.ServerInterceptor] = [BudgetInterceptor(budget)]
+    budget = UploadBudget(settings.upload_budget_bytes, settings.upload_budget_wait_s)
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        BudgetInterceptor(budget, settings.grpc_message_limit_bytes)
+    ]
     if settings.auth_token is not None:
         interceptors.append(BearerAuthInterceptor(settings.auth_token.get_secret_value()))
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))

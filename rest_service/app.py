@@ -13,13 +13,14 @@ from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 
 import facewire
+from facewire.budget import UploadBudget
 from facewire.dataplane import DataPlane
 from facewire.messages import DetectionRequest, Model
 from facewire.metrics import CONTENT_TYPE
 from facewire.settings import Settings
 from facewire.wire.v1_json import DetectResponse, ErrorResponse, result_to_json
 from rest_service.auth import BearerAuth
-from rest_service.body import read_image
+from rest_service.body import uploaded_image
 from rest_service.errors import DETECT_PATH, install_error_handlers
 from rest_service.oip import create_router
 
@@ -89,6 +90,7 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
     install_error_handlers(app, dataplane.metrics)
+    uploads = UploadBudget(settings.upload_budget_bytes, settings.upload_budget_wait_s)
     if settings.auth_token is not None:
         app.add_middleware(BearerAuth, token=settings.auth_token.get_secret_value())
 
@@ -107,14 +109,15 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         x_frame_id: FrameIdHeader = None,
     ) -> DetectResponse:
         with dataplane.metrics.track("rest", Model.label(model)):
-            core = DetectionRequest(
-                image=await read_image(request, settings),
-                model=Model.parse(model),
-                save=save,
-                frame_id=frame_id or x_frame_id or "",
-                protocol="rest",
-            )
-            result = await dataplane.detect(core)
+            async with uploaded_image(request, settings, uploads) as image:
+                core = DetectionRequest(
+                    image=image,
+                    model=Model.parse(model),
+                    save=save,
+                    frame_id=frame_id or x_frame_id or "",
+                    protocol="rest",
+                )
+                result = await dataplane.detect(core)
         log.debug(
             "detect frame_id=%r model=%s faces=%d total=%.2fms",
             result.frame_id,
@@ -124,7 +127,7 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         )
         return result_to_json(result)
 
-    app.include_router(create_router(settings, dataplane))
+    app.include_router(create_router(settings, dataplane, uploads))
 
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -2,18 +2,22 @@
 
 The format is always sniffed from the bytes, so a wrong or missing Content-Type with
 valid image bytes is accepted. Over-limit bodies are read and discarded up to a bound so
-that the connection can serve the next request; beyond that bound it is closed.
+that the connection can serve the next request; beyond that bound it is closed. A body
+is read only once the upload budget (facewire.budget) has room for it, and counts
+against it until the request ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
+from facewire.budget import UploadBudget
 from facewire.errors import FacewireError, InvalidInput, PayloadTooLarge
 from facewire.imaging import sniff_format
 from facewire.settings import Settings
@@ -35,12 +39,46 @@ class ClientGone(FacewireError):
     """The client closed the connection mid-upload; nobody is left to answer."""
 
 
-async def read_image(request: Request, settings: Settings) -> bytes:
+@asynccontextmanager
+async def uploaded_image(
+    request: Request, settings: Settings, budget: UploadBudget
+) -> AsyncIterator[bytes]:
+    """The image, held (and counted in ``budget``) for the block."""
     limit = settings.max_upload_bytes
-    body = await read_body(request, limit + MULTIPART_OVERHEAD, settings)
-    if sniff_format(body) is not None or not _is_multipart(request):
-        return body  # the pipeline checks the limit and tells "not an image" apart
-    return await _multipart_file(request, body, limit)
+    async with uploaded_body(request, limit + MULTIPART_OVERHEAD, settings, budget) as body:
+        if sniff_format(body) is not None or not _is_multipart(request):
+            yield body  # the pipeline checks the limit and tells "not an image" apart
+        else:
+            yield await _multipart_file(request, body, limit)
+
+
+@asynccontextmanager
+async def uploaded_body(
+    request: Request, cap: int, settings: Settings, budget: UploadBudget
+) -> AsyncIterator[bytes]:
+    """The body (see read_body), read once ``budget`` has room for what it may hold (its
+    Content-Length, or ``cap`` when chunked), counted for its real size until the block
+    ends. No room within the budget's wait: BudgetSpent (503, the body unread)."""
+    declared = _declared_length(request)
+    _refuse_undrainable(declared, cap, settings)  # at once, not after waiting for room
+    lease = await budget.reserve(min(declared, cap) if declared is not None else cap)
+    try:
+        body = await read_body(request, cap, settings)
+        lease.resize(len(body))
+        yield body
+    finally:
+        lease.release()
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+def _refuse_undrainable(declared: int | None, cap: int, settings: Settings) -> None:
+    read_limit = max(settings.read_limit_bytes, cap)
+    if declared is not None and declared > read_limit:
+        raise UndrainedUpload(_too_large(declared, settings.max_upload_bytes))
 
 
 def _is_multipart(request: Request) -> bool:
@@ -52,9 +90,7 @@ async def read_body(request: Request, cap: int, settings: Settings) -> bytes:
     read limit is read and thrown away (the connection stays usable); past that,
     reading stops (UndrainedUpload: the connection must close)."""
     limit, read_limit = settings.max_upload_bytes, max(settings.read_limit_bytes, cap)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > read_limit:
-        raise UndrainedUpload(_too_large(int(declared), limit))
+    _refuse_undrainable(_declared_length(request), cap, settings)
     chunks: list[bytes] = []  # joined once at the end (a bytearray cost two copies)
     received = 0
     try:

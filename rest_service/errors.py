@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
+from facewire.budget import BudgetSpent
 from facewire.errors import (
     FacewireError,
     Forbidden,
@@ -51,6 +52,8 @@ def connection_headers(exc: FacewireError) -> dict[str, str] | None:
     if isinstance(exc, (UndrainedUpload, SlowUpload)):
         # An upload we stopped reading leaves bytes on the wire: the connection is done.
         return {"Connection": "close"}
+    if isinstance(exc, BudgetSpent):  # refused before its body was read: both
+        return {"Connection": "close", "Retry-After": "1"}
     if isinstance(exc, Overloaded):
         return {"Retry-After": "1"}
     return None

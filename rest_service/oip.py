@@ -19,10 +19,11 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from facewire import inference
+from facewire.budget import UploadBudget
 from facewire.dataplane import DataPlane
 from facewire.settings import Settings
 from facewire.wire import v2_json
-from rest_service.body import read_body
+from rest_service.body import uploaded_body
 
 log = logging.getLogger("facewire.rest")
 
@@ -70,7 +71,7 @@ _INFER_BODY: dict[str, Any] = {
 }
 
 
-def create_router(settings: Settings, dataplane: DataPlane) -> APIRouter:
+def create_router(settings: Settings, dataplane: DataPlane, uploads: UploadBudget) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
 
     @router.get("", summary="Server metadata")
@@ -102,12 +103,13 @@ def create_router(settings: Settings, dataplane: DataPlane) -> APIRouter:
         with dataplane.metrics.track(PROTOCOL, label):
             model = inference.find_model(name, version)
             limit = int(settings.max_upload_bytes * BASE64_ALLOWANCE) + 64 * 1024
-            body = await read_body(request, limit, settings)
-            asked = v2_json.decode_request(body, request.headers.get(v2_json.HEADER_LENGTH))
-            core = inference.to_request(model, asked.inputs, frame_id=asked.id or "",
-                                        protocol=PROTOCOL)  # fmt: skip
-            result = await dataplane.detect(core)
-            tensors = inference.to_outputs(result, asked.outputs)
+            async with uploaded_body(request, limit, settings, uploads) as body:
+                length = request.headers.get(v2_json.HEADER_LENGTH)
+                asked = v2_json.decode_request(body, length)
+                core = inference.to_request(model, asked.inputs, frame_id=asked.id or "",
+                                            protocol=PROTOCOL)  # fmt: skip
+                result = await dataplane.detect(core)
+                tensors = inference.to_outputs(result, asked.outputs)
         answer, header_length = v2_json.encode_response(
             name, asked.id, tensors, asked.binary, inference.response_parameters(result)
         )

@@ -293,31 +293,42 @@ def test_a_refused_grpc_call_frees_its_request_when_it_ends(
     )
 
 
-def test_grpc_message_budget_bounds_32_max_size_uploads_on_32_connections(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_the_upload_budget_bounds_32_max_size_uploads_on_32_connections(
+    protocol: Protocol, tmp_path: Path
+) -> None:
     """The default settings: 32 uploads of exactly the upload limit (8 MiB), each on a
     connection of its own, all at once. Without the budget this raised the peak by
-    about 620 MiB; with it the peak stays under 150 MiB above the resident baseline,
-    and the calls the budget has no room for end RESOURCE_EXHAUSTED, their messages
-    unread. The others are answered (these bytes are no image: INVALID_ARGUMENT)."""
+    about 250 MiB (REST) and 620 MiB (gRPC); with it the peak stays under 150 MiB above
+    the resident baseline, and the requests it has no room for are refused unread (503
+    / RESOURCE_EXHAUSTED). The others are answered (these bytes are no image: 400 /
+    INVALID_ARGUMENT)."""
     defaults = Settings()
     env = {"FACEWIRE_REST_PORT": "0", "FACEWIRE_GRPC_PORT": "0",
            "FACEWIRE_STORAGE_DIR": str(tmp_path)}  # fmt: skip
     upload = np.random.default_rng(7).bytes(defaults.max_upload_bytes)
-    with ServiceProcess("grpc_service", env) as process, ExitStack() as stack:
-        target = process.address()
-        channels = [stack.enter_context(grpc.insecure_channel(target)) for _ in range(CONCURRENCY)]
-        for channel in channels:
-            grpc.channel_ready_future(channel).result(timeout=30)
-        senders = [grpc_send(channel) for channel in channels]
-        assert senders[0](b"warm").status == "INVALID_ARGUMENT"
+    answered, refused_as = ("400", "503") if protocol == "rest" else (
+        "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED")  # fmt: skip
+    module = "rest_service" if protocol == "rest" else "grpc_service"
+    with ServiceProcess(module, env) as process, ExitStack() as stack:
+        address = process.address()
+        if protocol == "rest":
+            wait_for(lambda: rest_ready(f"http://{address}"), what="REST ready")
+            senders = [rest_send(f"http://{address}")] * CONCURRENCY  # a connection per call
+        else:
+            channels = [stack.enter_context(grpc.insecure_channel(address))
+                        for _ in range(CONCURRENCY)]  # fmt: skip
+            for channel in channels:
+                grpc.channel_ready_future(channel).result(timeout=30)
+            senders = [grpc_send(channel) for channel in channels]
+        assert senders[0](b"warm").status == answered
         before = memory(process.process.pid)
-        bodies = [upload] * CONCURRENCY
         answers: list[Answer] = [None] * CONCURRENCY  # type: ignore[list-item]
         start = threading.Barrier(CONCURRENCY)
 
         def one(i: int) -> None:
             start.wait(timeout=30)
-            answers[i] = senders[i](bodies[i])
+            answers[i] = senders[i](upload)
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(CONCURRENCY)]
         for thread in threads:
@@ -327,11 +338,11 @@ def test_grpc_message_budget_bounds_32_max_size_uploads_on_32_connections(tmp_pa
         after = memory(process.process.pid)
         growth = after["VmHWM"] - before["VmRSS"]
         statuses = sorted({a.status for a in answers})
-        print(f"grpc budget: peak growth {growth / MiB:.0f} MiB; answers {statuses}")
+        print(f"{protocol} budget: peak growth {growth / MiB:.0f} MiB; answers {statuses}")
         assert growth < 150 * MiB, (growth / MiB, before, after)
-        assert set(statuses) <= {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"}, answers
-        refused = [a for a in answers if a.status == "RESOURCE_EXHAUSTED"]
-        assert all("gRPC message budget" in a.message for a in refused), refused
-        assert "INVALID_ARGUMENT" in statuses  # the budget lets calls in, too
+        assert set(statuses) <= {answered, refused_as}, answers
+        refused = [a for a in answers if a.status == refused_as]
+        assert all("the upload budget" in a.message for a in refused), refused
+        assert answered in statuses  # the budget lets requests in, too
         assert process.stop() == 0, process.output
     assert "Traceback" not in process.output
