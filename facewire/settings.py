@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         description="Connections one service process keeps open; beyond it, new ones are "
         "closed at once (established ones are served on).",
     )
+    max_pipelined_requests: PositiveInt = Field(
+        16,
+        description="REST: requests one connection may have queued behind the one being "
+        "answered (HTTP/1.1 pipelining); beyond it, the connection is closed.",
+    )
     handshake_timeout_s: PositiveFloat = Field(
         10.0,
         description="Seconds a new connection may take over its TLS handshake (and, on "

@@ -20,6 +20,10 @@ class _HeadersTooLarge(Exception):
     """Raised from a parser callback: httptools stops, and uvicorn answers and closes."""
 
 
+class _TooManyPipelined(Exception):
+    """Raised from a parser callback: httptools stops, and the connection is closed."""
+
+
 class GuardedConfig(uvicorn.Config):
     """uvicorn's configuration plus the limits (a module-level class, so that the
     worker processes of FACEWIRE_WORKERS > 1 can unpickle it)."""
@@ -32,12 +36,14 @@ class GuardedConfig(uvicorn.Config):
         header_timeout_s: float,
         max_connections: int,
         handshake_timeout_s: float,
+        max_pipelined: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, http=GuardedHttpToolsProtocol, **kwargs)
         self.max_header_bytes = max_header_bytes
         self.header_timeout_s = header_timeout_s
         self.max_connections = max_connections
+        self.max_pipelined = max_pipelined
         self.handshake_timeout_s = handshake_timeout_s
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -66,6 +72,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 64 * 1024
     header_timeout_s = 10.0
     max_connections = 1000
+    max_pipelined = 16
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
@@ -73,9 +80,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.max_header_bytes = config.max_header_bytes
             self.header_timeout_s = config.header_timeout_s
             self.max_connections = config.max_connections
+            self.max_pipelined = config.max_pipelined
 
     _header_bytes = 0
     _too_large = False
+    _too_many_pipelined = False
     _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -104,13 +113,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_deadline()
         super().on_headers_complete()
+        # uvicorn queues pipelined requests without a bound (and reads on after each
+        # answer): thousands written at once on one connection cost megabytes and
+        # seconds of the event loop. Clients do not pipeline that deep.
+        if len(self.pipeline) > self.max_pipelined:
+            self._too_many_pipelined = True
+            raise _TooManyPipelined
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        if self._too_large:
+        if self._too_many_pipelined:
+            # No answer can be sent ahead of the queued ones: the connection just ends,
+            # at once (abort: close() would wait to flush answers nobody reads).
+            self.pipeline.clear()
+            self.transport.abort()
+        elif self._too_large:
             self._answer_and_close(431, f"request headers over {self.max_header_bytes} bytes")
         else:
             super().send_400_response(msg)

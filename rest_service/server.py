@@ -64,6 +64,7 @@ def uvicorn_config(settings: Settings, app: str | ASGIApp) -> uvicorn.Config:
         header_timeout_s=settings.header_timeout_s,
         max_connections=settings.max_connections,
         handshake_timeout_s=settings.handshake_timeout_s,
+        max_pipelined=settings.max_pipelined_requests,
         server_header=False,
         ssl_certfile=settings.tls_cert_file,  # both None (plain http) or both set
         ssl_keyfile=settings.tls_key_file,

@@ -119,3 +119,24 @@ def test_connections_over_the_cap_are_closed_and_established_ones_served_on() ->
                     sock.close()
         # The held ones gone, new connections are taken again.
         wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200, what="a new connection")
+
+
+def test_a_few_pipelined_requests_are_answered_in_order(url: str) -> None:
+    with connect(url) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 4
+                     + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")  # fmt: skip
+        answer = read_answer(sock)
+    assert answer.count(b"HTTP/1.1 200 OK") == 5
+
+
+def test_a_pipelined_flood_closes_the_connection(url: str) -> None:
+    """uvicorn alone queues every pipelined request: thousands in one write cost
+    megabytes and seconds. Past FACEWIRE_MAX_PIPELINED_REQUESTS the connection ends."""
+    with connect(url) as sock:
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 5000)
+            answer = read_answer(sock)
+        except ConnectionResetError:  # closed with our requests unread: a reset
+            answer = b""
+    assert answer.count(b"HTTP/1.1 200 OK") < 100  # the queue's worth, not 5000
+    assert httpx.get(f"{url}/healthz").status_code == 200
