@@ -15,8 +15,8 @@ answered, and the process's peak resident memory stays under what the settings a
 Measured on two shared cores: eight bombs at once did not move the peak at all
 (VmHWM unchanged; resident +2 MiB REST, +9 MiB gRPC), so they were refused from
 their header. The mix raised the peak by 60-65 MiB over the resident baseline (REST)
-and 150-162 MiB (gRPC, which holds each 3 MiB message whole, in several copies),
-against a bound of 251 MiB.
+and 64 MiB (gRPC: 150-162 MiB before it refused uploads far over the limit from their
+length prefix, unread), against a bound of 251 MiB.
 """
 
 from __future__ import annotations
