@@ -50,6 +50,8 @@ class GrpcService:
     dataplane: DataPlane
     port: int
     metrics: MetricsHttp | None = None
+    #: Uploads held from a call's interception to its end: calls on their way to the core.
+    uploads: UploadBudget | None = None
 
     _readiness: asyncio.Task[None] | None = None
     _serving: bool | None = None
@@ -111,7 +113,9 @@ class GrpcService:
         deadline = loop.time() + limit
         seen = -1
         while loop.time() < deadline and (
-            self.dataplane.arrived != seen or self.dataplane.inflight
+            self.dataplane.arrived != seen
+            or self.dataplane.inflight
+            or (self.uploads is not None and self.uploads.reserved > 0)
         ):
             seen = self.dataplane.arrived
             await asyncio.sleep(SETTLE_TICK_S)  # a quiet tick: no call arrived in it
@@ -172,7 +176,7 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
     metrics = None
     if settings.grpc_metrics_port is not None:
         metrics = MetricsHttp(settings, dataplane.metrics.registry)
-    return GrpcService(server, health_servicer, dataplane, port, metrics)
+    return GrpcService(server, health_servicer, dataplane, port, metrics, budget)
 
 
 async def serve(settings: Settings) -> None:

@@ -102,8 +102,9 @@ class DaskPool:
                 wait(list(futures.values()), timeout=POLL_S)
             pending = [f for f in futures.values() if not f.done()]
             alive = set(self.client.scheduler_info()["workers"])
-            lost = [w for w, f in futures.items() if w not in alive and f in pending]
-            failed = [w for w, f in futures.items() if f.status == "error"]
+            # A part on a lost worker may show as pending, or as done but cancelled.
+            lost = [w for w, f in futures.items() if w not in alive and f.status != "finished"]
+            failed = [w for w, f in futures.items() if f.done() and f.status != "finished"]
             if lost or failed or (pending and time.monotonic() > deadline):
                 parts = [f.result() for f in futures.values() if f.status == "finished"]
                 for future in pending:
