@@ -40,7 +40,7 @@ class UploadBudget:
             return self.reserved == 0 or self.reserved + size <= self.budget
 
         wait = self.wait_s if wait_s is not None and wait_s < 0 else wait_s
-        if not await self._wait_until(fits, wait):
+        if not fits() and not await self._wait_until(fits, wait):  # no timer when it fits
             raise BudgetSpent(self.refusal())
         self.reserved += size
         return Lease(self, size)
