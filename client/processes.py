@@ -45,6 +45,19 @@ def _default_log(module: str) -> Path:
     return Path(name)
 
 
+def stop_process(popen: subprocess.Popen[bytes], grace: float, signum: int) -> int:
+    """``signum``, ``grace`` seconds to exit, then SIGKILL; the exit status. Any child
+    process, Python or not (client.scale stops nginx with it)."""
+    if popen.poll() is None:
+        popen.send_signal(signum)
+        try:
+            popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    return popen.returncode
+
+
 class Child:
     """``python -m module *args`` with ``env`` added (and ``unset`` removed); its output
     goes to ``log`` (a file of its own when not named), or with ``terminal``, to this
@@ -128,14 +141,7 @@ class Child:
     def stop(self, grace: float = 30.0, signum: int = signal.SIGTERM) -> int:
         """``signum`` (SIGTERM: drain), ``grace`` seconds, then SIGKILL; the exit status
         (0: it drained and exited cleanly)."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signum)
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
+        return stop_process(self.popen, grace, signum)
 
     def __enter__(self) -> Child:
         return self

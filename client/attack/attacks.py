@@ -19,6 +19,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+import h2.events
+import h2.exceptions
 import hpack
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
 
@@ -473,9 +475,6 @@ def large_uploads(target: Target, seconds: float, scale: Scale) -> str:
 def _h2_send_and_status(client: H2Client, stream: int, body: bytes) -> str:
     """Send ``body`` on ``stream`` as flow control allows, END_STREAM, and return the
     grpc-status the server ended the call with (its name, for the report)."""
-    import h2.events
-    import h2.exceptions
-
     status = None
     sent = 0
     deadline = time.monotonic() + 60

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from client.processes import free_port
+from client.processes import free_port, stop_process
 
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 
@@ -126,10 +126,4 @@ class Nginx:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGQUIT)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen, 10.0, signal.SIGQUIT)  # SIGQUIT: nginx's graceful stop
