@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     args, client_args = parser().parse_known_args(sys.argv[1:] if argv is None else argv)
     try:
         profile = profile_from(args)
-        preflight(profile)
-        network_context = service_network(profile)
+        preflight(profile, args.link_engine)
+        network_context = service_network(profile, args.link_engine)
         with network_context as network:
             rest_url, grpc_target = addresses(Settings())
             with services(rest_url, grpc_target, network) as (rest_url, grpc_target):

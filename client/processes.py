@@ -24,6 +24,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from facewire.children import spawn
+from facewire.children import stop as stop_process
+
 #: Where children log when no log file is named: removed when this process exits.
 _LOGS: Path | None = None
 
@@ -43,19 +46,6 @@ def _default_log(module: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=f"{module}-", suffix=".log", dir=_LOGS)
     os.close(fd)
     return Path(name)
-
-
-def stop_process(popen: subprocess.Popen[bytes], grace: float, signum: int) -> int:
-    """``signum``, ``grace`` seconds to exit, then SIGKILL; the exit status. Any child
-    process, Python or not (client.scale stops nginx with it)."""
-    if popen.poll() is None:
-        popen.send_signal(signum)
-        try:
-            popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait()
-    return popen.returncode
 
 
 class Child:
@@ -83,11 +73,12 @@ class Child:
             full_env.pop(name, None)
         with contextlib.ExitStack() as files:
             out = None if self.log is None else files.enter_context(open(self.log, "wb"))
-            # Fixed argv: our own interpreter and module; settings travel in the environment.
-            self.popen = subprocess.Popen(  # noqa: S603
+            # Settings travel in the environment; the child dies with this process.
+            self.popen = spawn(
                 [*prefix, sys.executable, "-m", module, *args],
                 env=full_env,
                 cwd=cwd,
+                stdin=None,
                 stdout=out,
                 stderr=subprocess.STDOUT if out is not None else None,
             )

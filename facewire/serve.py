@@ -6,25 +6,15 @@ dies, the other is stopped too, so that a half-running lab is never left behind.
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import subprocess
 import sys
 import time
 from types import FrameType
 
+from facewire.children import spawn
+
 SERVICES = ("rest_service", "grpc_service")
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM (a clean drain) when this process dies, even
-    by SIGKILL, so that no service is ever left running without its supervisor."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-PR_SET_PDEATHSIG = 1
 
 
 def main() -> int:
@@ -42,10 +32,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     for name in SERVICES:
-        # Fixed argv: our own interpreter and module names, no user input.
-        children.append(
-            subprocess.Popen([sys.executable, "-m", name], preexec_fn=_die_with_parent)  # noqa: S603
-        )
+        # SIGTERM (a clean drain) if this supervisor dies, even by SIGKILL.
+        children.append(spawn([sys.executable, "-m", name], stdin=None))
         if stopping:
             stop(signal.SIGTERM, None)
     while all(child.poll() is None for child in children):

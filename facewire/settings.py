@@ -143,6 +143,15 @@ class Settings(BaseSettings):
         description="gRPC: HTTP/2 streams one connection may open at once (SETTINGS_MAX_"
         "CONCURRENT_STREAMS); beyond it, the stream is refused (REFUSED_STREAM).",
     )
+    grpc_stream_window_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="gRPC: the HTTP/2 window each stream and the connection start with "
+        "(grpc.http2.lookahead_bytes with BDP probing off): what a client may send before "
+        "the server has read it, so what an unread upload can hold in the server. At least "
+        "a round trip times the rate (50 ms x 100 Mbit/s = 625 KB), or uploads wait a "
+        "round trip for the window to open. 0: grpc's own (BDP probing; 4 MiB and up).",
+    )
     grpc_max_connection_age_s: PositiveFloat | None = Field(
         None,
         description="gRPC: seconds a connection lives before the server asks the client to "

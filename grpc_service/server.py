@@ -137,15 +137,22 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", settings.grpc_message_limit_bytes),
         ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared silently
         ("grpc.max_concurrent_streams", settings.http2_max_concurrent_streams),
-        # A call waiting for message budget has its message unread: these keep grpc
-        # from taking more than 64 KiB of it meanwhile (a read in progress still opens
-        # the window to the whole message).
-        ("grpc.http2.bdp_probe", 0),
-        ("grpc.http2.lookahead_bytes", 64 * 1024),
+        *window_options(settings.grpc_stream_window_bytes),
         ("grpc.max_allowed_incoming_connections", settings.max_connections),
         ("grpc.server_handshake_timeout_ms", int(settings.handshake_timeout_s * 1000)),
         *age,
     ]
+
+
+def window_options(window: int) -> list[tuple[str, int]]:
+    """A call waiting for message budget has its message unread: a fixed window keeps
+    grpc from taking more than ``window`` of it meanwhile. BDP probing would override
+    the lookahead (grpc core's flow control sets the window from its BDP estimate, 4 MiB
+    and up), so it goes off with it. Reading a message opens the window by at most
+    1 MiB more, as data arrives. docs/performance.md has the round trips this costs."""
+    if window == 0:
+        return []  # grpc's own: BDP probing
+    return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", window)]
 
 
 def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:

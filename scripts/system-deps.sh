@@ -8,11 +8,12 @@
 #   nghttp2-client, iproute2, openssl: h2load as a load generator, network namespaces
 #                        and tc for network profiles, and certificates for make claims
 #   nginx, libnginx-mod-stream: make scale's balancers (HTTP, grpc_pass, and TCP)
+#   vde2:                wirefilter, the link emulator where the kernel has no netem
 #   kubernetes-client:   kubectl kustomize, to render the manifests (only when no kubectl)
 set -euo pipefail
 packages=(libgl1 libglib2.0-0 libx11-6 libxext6 libxcb1 libsm6 libice6
   docker.io docker-compose debootstrap xvfb xdotool imagemagick nghttp2-client iproute2 openssl
-  nginx libnginx-mod-stream)
+  nginx libnginx-mod-stream vde2)
 command -v kubectl >/dev/null || packages+=(kubernetes-client)
 missing=()
 for p in "${packages[@]}"; do

@@ -221,7 +221,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return 2
     try:
         profile = profile_from(args)
-        preflight(profile)  # not root, or no netem for a delay: say so before anything runs
+        # Not root, no engine for a delay, or beyond the engine: say so before anything runs.
+        preflight(profile, args.link_engine)
     except (ProfileError, NetworkError) as error:
         console.print(f"[red]facewire bench: {error}[/red]", soft_wrap=True)
         return 2
@@ -238,7 +239,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             floors[model] = measure_floor(frames, model)
     started = time.time()
     try:
-        with service_network(profile) as network:
+        with service_network(profile, args.link_engine) as network:
             points, link = _measure(args, config, frames, frame_info, floors, network, console)
     except (ProfileError, NetworkError, H2loadError, RuntimeError) as error:
         console.print(f"[red]facewire bench: {error}[/red]", soft_wrap=True)
@@ -248,7 +249,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         "command": "python -m client.bench " + shlex.join(sys.argv[1:]),
         "config": config_dict(config),
         "network": profile.as_dict(),
-        "link_check": link,
+        "link": link,
         "connections": "a new connection per request"
         if config.new_connection
         else "kept alive (one per client thread)",
@@ -300,9 +301,7 @@ def _measure(
     with services as (rest_url, grpc_target):
         if network is not None:
             console.print(f"network: {network.profile.describe()}")
-            directions = linkcheck.check(network)
-            console.print(f"link check: {linkcheck.describe(directions)}")
-            link = {name: d.as_dict() for name, d in directions.items()}
+            link = linkcheck.record(network, console.print)
         if "h2load" in config.generators:
             grpc_host = grpc_target.rsplit(":", 1)[0]
             grpc_metrics = args.grpc_metrics_url or (

@@ -253,9 +253,14 @@ def conditions(run: Row) -> list[str]:
     load generators."""
     network = run.get("network") or {"description": "loopback: no shaping"}
     lines = [f"- **Network:** {network['description']}."]
-    link = run.get("link_check")
+    link = run.get("link")
     if link:
-        lines.append(f"- **Link check:** {linkcheck.describe(linkcheck.from_dicts(link))}.")
+        engine = link["engine"]
+        shaping = "; ".join([*engine.get("tc", []), *filter(None, [engine.get("wirefilter")])])
+        lines.append(f"- **Link engine:** {engine['engine']} ({shaping or 'nothing shaped'}); "
+                     f"{link['limits']['description']}.")  # fmt: skip
+        check = linkcheck.LinkCheck.from_dict(link["check"])
+        lines.append(f"- **Link check:** {check.describe()}.")
     lines.append(
         f"- **Connections:** {run.get('connections', 'kept alive (one per client thread)')}."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from client.network.namespace import ENGINES
 from client.network.profiles import PROFILES, Profile, resolve
 
 
@@ -14,12 +15,18 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
         "then run in a network namespace of their own)",
     )  # fmt: skip
     group.add_argument("--network", choices=list(PROFILES), help="a named profile")
-    group.add_argument("--rtt-ms", type=float, help="round trip, ms (needs netem)")
+    group.add_argument("--rtt-ms", type=float, help="round trip, ms")
     group.add_argument("--down-mbit", type=float, help="services to client, Mbit/s")
     group.add_argument("--up-mbit", type=float, help="client to services, Mbit/s")
-    group.add_argument("--loss-pct", type=float, help="packet loss, %% (needs netem)")
+    group.add_argument("--loss-pct", type=float, help="packet loss each way, %%")
+    group.add_argument("--jitter-ms", type=float, help="round-trip jitter, ± ms")
     group.add_argument(
-        "--rate-only", action="store_true", help="the profile's bandwidths alone (no netem)"
+        "--link-engine", choices=("auto", *ENGINES), default="auto",
+        help="what makes delay, jitter and loss: the kernel's netem, or vde2's wirefilter "
+        "(user space, for kernels without netem); auto: netem where the kernel has it",
+    )  # fmt: skip
+    group.add_argument(
+        "--rate-only", action="store_true", help="the profile's bandwidths alone (no delay)"
     )
 
 
@@ -31,5 +38,6 @@ def profile_from(args: argparse.Namespace) -> Profile:
         down_mbit=args.down_mbit,
         up_mbit=args.up_mbit,
         loss_pct=args.loss_pct,
+        jitter_ms=args.jitter_ms,
         rate_only=args.rate_only,
     )

@@ -9,9 +9,9 @@ The named profiles come from public tables, each with its source:
 - Ethernet line rates: lan (1 Gbit/s) and fast-ethernet (100 Mbit/s), rate only.
 
 Bandwidth is shaped with ``tbf`` on each end of the link (its egress is one direction);
-delay, jitter and loss need ``netem``, half the round trip on each side. A kernel
-without netem (this lab's machines) can still shape rates: a profile that needs delay
-or loss then refuses, in one line, unless asked for its rates only.
+delay, jitter and loss come from a link engine (``client.network.namespace``): the
+kernel's ``netem``, half the round trip on each side, or, on a kernel without netem,
+vde2's ``wirefilter`` in user space (``client.network.wirefilter``).
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ class Profile:
     source: str = "custom"
 
     @property
-    def needs_netem(self) -> bool:
+    def impaired(self) -> bool:
+        """Delay, jitter or loss: what tbf cannot do (netem or wirefilter must)."""
         return self.rtt_ms > 0 or self.jitter_ms > 0 or self.loss_pct > 0
 
     @property
     def shaped(self) -> bool:
-        return self.down_mbit is not None or self.up_mbit is not None or self.needs_netem
+        return self.down_mbit is not None or self.up_mbit is not None or self.impaired
 
     def rate_only(self) -> Profile:
         """This profile's bandwidths, without its delay, jitter and loss."""
@@ -107,17 +108,21 @@ def resolve(
     down_mbit: float | None = None,
     up_mbit: float | None = None,
     loss_pct: float | None = None,
+    jitter_ms: float | None = None,
     rate_only: bool = False,
 ) -> Profile:
     """A named profile (``None``: loopback), with any custom value put over it."""
     if name is not None and name not in PROFILES:
         raise ProfileError(f"unknown network profile {name!r}; known: {', '.join(PROFILES)}")
     base = PROFILES[name or "loopback"]
-    custom = {"rtt_ms": rtt_ms, "down_mbit": down_mbit, "up_mbit": up_mbit, "loss_pct": loss_pct}
+    custom = {"rtt_ms": rtt_ms, "down_mbit": down_mbit, "up_mbit": up_mbit,
+              "loss_pct": loss_pct, "jitter_ms": jitter_ms}  # fmt: skip
     given = {key: value for key, value in custom.items() if value is not None}
     for key, value in given.items():
         if value < 0 or (key.endswith("mbit") and value == 0):
             raise ProfileError(f"--{key.replace('_', '-')} must be above 0")
+        if key == "loss_pct" and value >= 100:
+            raise ProfileError("--loss-pct must be below 100")
     if given:
         renamed = {"name": name, "source": f"{base.source}, with custom values"} if name else {
             "name": "custom", "source": "custom"}  # fmt: skip
@@ -129,14 +134,17 @@ def _burst_bytes(mbit: float) -> int:
     return max(MIN_BURST_BYTES, math.ceil(mbit * 1e6 / 8 / KERNEL_HZ))
 
 
-def tc_commands(profile: Profile, device: str, direction: str) -> list[list[str]]:
+def tc_commands(
+    profile: Profile, device: str, direction: str, *, with_netem: bool = True
+) -> list[list[str]]:
     """The ``tc`` commands for one end of the link: ``device``'s egress carries
     ``direction`` ("up": client to services, or "down"). Run on the host for the
-    client's end and inside the namespace for the services' end."""
+    client's end and inside the namespace for the services' end. Without netem,
+    the rate alone (another engine delays and drops)."""
     rate = profile.up_mbit if direction == "up" else profile.down_mbit
     commands: list[list[str]] = []
     parent = ["root"]
-    if profile.needs_netem:
+    if with_netem and profile.impaired:
         netem = ["tc", "qdisc", "add", "dev", device, "root", "handle", "1:", "netem"]
         if profile.rtt_ms or profile.jitter_ms:
             netem += ["delay", f"{profile.rtt_ms / 2:g}ms"]
