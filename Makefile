@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run gui bench perf claims scale attack soak fuzz serve run-rest run-grpc test pytest lint format proto \
+.PHONY: help setup system-deps run gui bench linkcheck perf claims scale attack soak fuzz serve run-rest run-grpc test pytest lint format proto \
         screenshot fixtures docker-lint docker-engine docker-engine-stop docker-base docker-up docker-down docker-smoke docker-bench constraints clean
 
 help: ## List the targets
@@ -30,6 +30,9 @@ run: setup ## The main job: both services + the GUI (or, with no display, a head
 
 bench: setup ## The benchmark: start the services, run the sweep, write a report (ARGS="...")
 	$(BIN)/python -m client.bench --start-services --inprocess $(ARGS)
+
+linkcheck: setup system-deps ## What the link engine carries here, and each network profile's link checked (root; ARGS="--network lte")
+	$(BIN)/python -m client.network $(ARGS)
 
 perf: setup ## The performance targets as in-run ratios, about 7 minutes (ARGS="--quick")
 	$(BIN)/python -m client.bench.perf $(ARGS)

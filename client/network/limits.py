@@ -20,16 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from client.network import wirefilter
-from client.network.linkcheck import Helper
+from client.network.linkcheck import RATE_BYTES, WIRE_OVERHEAD, Arrivals, Helper
 from client.network.namespace import ServiceNetwork
 from client.network.profiles import Profile, ProfileError
 
 #: A profile's rate must stay under this share of the engine's highest, so that the
-#: engine's own queueing is a small part of what the run measures.
+#: engine's own queueing is a small part of what the run measures; a direction the
+#: profile leaves unshaped is held to it (tbf) on a wirefilter link: two-way traffic
+#: faster than wirefilter forwards can fill dpipe's pipes both ways and stall the link.
 CARRY_SHARE = 0.5
-#: The probes: connects for the round trip, seconds of bulk transfer for the rate,
-#: datagrams sent unpaced for the packet rate.
-CONNECTS, FLOOD_S, FLOOD_DATAGRAMS = 20, 1.0, 20_000
+#: The probes: connects for the round trip; datagrams sent unpaced, one way (no
+#: traffic back to stall on), full-size for the rate, small for the packet rate.
+CONNECTS, FLOOD_DATAGRAMS = 20, 20_000
 #: Where the measured limits are kept between runs.
 CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -43,7 +45,7 @@ UNSHAPED = Profile("engine limits", None, None, source="the engine alone, nothin
 class EngineLimits:
     engine: str
     added_rtt_ms: float  # a TCP connect's median through the engine at 0 ms
-    max_mbit: float  # TCP, client to services, as fast as it goes
+    max_mbit: float  # full-size datagrams forwarded, client to services (sent unpaced)
     max_pps: float  # 64-byte datagrams forwarded per second (sent unpaced)
     datagrams_sent: int
     datagrams_forwarded: int
@@ -53,7 +55,7 @@ class EngineLimits:
     def describe(self) -> str:
         return (
             f"{self.engine} on this machine adds {self.added_rtt_ms:.2f} ms of round trip at "
-            f"0 ms, forwards at most {self.max_mbit:.0f} Mbit/s (TCP) and "
+            f"0 ms, forwards at most {self.max_mbit:.0f} Mbit/s (1400-byte UDP) and "
             f"{self.max_pps:,.0f} packets/s (64-byte UDP; {self.datagrams_forwarded:,} of "
             f"{self.datagrams_sent:,} sent unpaced)"
         )
@@ -70,21 +72,30 @@ def machine_key(engine: str) -> str:
 
 def measure(engine: str) -> EngineLimits:
     """The engine's limits, measured now on an unshaped link of its own (root)."""
-    with ServiceNetwork(UNSHAPED, index=90, engine=engine) as network, Helper(network) as helper:
+    network = ServiceNetwork(UNSHAPED, index=90, engine=engine, capped=False)
+    with network, Helper(network) as helper:
         samples = [helper.connect_ms() for _ in range(CONNECTS)]
-        received, seconds = helper.flood(FLOOD_S)
-        burst, _ = helper.datagrams(64, (FLOOD_DATAGRAMS, 0.0), (0, 0.0), 0.5)
-        forwarded, span_s = burst.arrived, burst.span_s
+        full, _ = helper.datagrams(RATE_BYTES, (FLOOD_DATAGRAMS, 0.0), (0, 0.0), 0.5)
+        small, _ = helper.datagrams(64, (FLOOD_DATAGRAMS, 0.0), (0, 0.0), 0.5)
     return EngineLimits(
         engine=engine,
         added_rtt_ms=round(statistics.median(samples), 3),
-        max_mbit=round(received * 8 / seconds / 1e6, 1),
-        max_pps=round((forwarded - 1) / span_s if span_s > 0 else 0.0),
+        max_mbit=round(_per_second(full) * (RATE_BYTES + WIRE_OVERHEAD) * 8 / 1e6, 1),
+        max_pps=round(_per_second(small)),
         datagrams_sent=FLOOD_DATAGRAMS,
-        datagrams_forwarded=forwarded,
+        datagrams_forwarded=small.arrived,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         machine=machine_key(engine),
     )
+
+
+def _per_second(arrivals: Arrivals) -> float:
+    return (arrivals.arrived - 1) / arrivals.span_s if arrivals.span_s > 0 else 0.0
+
+
+def cap_mbit(engine: str) -> float | None:
+    """What a wirefilter link holds an unshaped direction to (None: no cap)."""
+    return known(engine).max_mbit * CARRY_SHARE if engine == "wirefilter" else None
 
 
 def _read_cache() -> dict[str, dict[str, object]]:

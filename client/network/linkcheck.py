@@ -12,7 +12,7 @@ HOST PORT``) and serves the probes, one TCP connection each:
   equation), not the link's.
 
 Each against its setting gives a verdict (``LinkCheck.agrees``). The same probes,
-unpaced and on an unshaped link, measure what an engine itself can carry
+unpaced and one way on an unshaped link, measure what an engine itself can carry
 (``client.network.limits``).
 """
 
@@ -34,9 +34,9 @@ from client.network.namespace import ServiceNetwork
 from client.processes import Child, free_port
 
 #: Each connection starts with one of these: the probe, datagrams up and down, the
-#: client's UDP port, the datagrams' size, and the down interval (or a flood's seconds).
+#: client's UDP port, the datagrams' size, and the down interval.
 HEADER = struct.Struct("!cIIHHd")
-OP_CONNECT, OP_FLOOD, OP_DATAGRAMS = b"c", b"f", b"d"
+OP_CONNECT, OP_DATAGRAMS = b"c", b"d"
 #: Each probe's intended length.
 SECONDS = 0.5
 #: The rate probe: datagrams of RATE_BYTES (WIRE_OVERHEAD more on the wire: UDP, IPv4,
@@ -267,17 +267,6 @@ class Helper:
         sock.close()
         return elapsed
 
-    def flood(self, seconds: float) -> tuple[int, float]:
-        """TCP bytes pushed for ``seconds`` with no limit: how many arrived, and by when."""
-        with self.connect(OP_FLOOD, value=seconds) as sock:
-            payload = bytes(CHUNK)
-            start = time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                sock.send(payload)
-            sock.shutdown(socket.SHUT_WR)
-            received = struct.unpack("!Q", _receive(sock, 8))[0]
-            return received, time.perf_counter() - start
-
     def datagrams(self, size: int, up: tuple[int, float], down: tuple[int, float],
                   drain_s: float) -> tuple[Arrivals, Arrivals]:  # fmt: skip
         """``up[0]`` datagrams of ``size`` bytes to the helper at ``up[1]`` seconds
@@ -430,12 +419,7 @@ def _serve(connection: socket.socket, host: str) -> None:
             op, up, down, port, size, value = HEADER.unpack(_receive(connection, HEADER.size))
         except ConnectionError:
             return  # a connect probe that closed first
-        if op == OP_FLOOD:
-            total = 0
-            while part := connection.recv(1 << 20):
-                total += len(part)
-            connection.sendall(struct.pack("!Q", total))
-        elif op == OP_DATAGRAMS:
+        if op == OP_DATAGRAMS:
             with _udp_socket(host) as udp:
                 connection.sendall(struct.pack("!H", udp.getsockname()[1]))
                 arrived, span = count_until_told(udp, up, connection)

@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from types import FrameType, TracebackType
 
 from client.network import wirefilter
@@ -104,8 +105,12 @@ def choose_engine(requested: str, profile: Profile) -> Engine:
 class ServiceNetwork:
     """The namespace, the link, addresses and qdiscs for one ``profile``."""
 
-    def __init__(self, profile: Profile, index: int = 0, engine: str = "auto") -> None:
-        """``index`` tells apart the links of one process (each its own namespace)."""
+    def __init__(
+        self, profile: Profile, index: int = 0, engine: str = "auto", *, capped: bool = True
+    ) -> None:
+        """``index`` tells apart the links of one process (each its own namespace).
+        ``capped``: on wirefilter, hold unshaped directions to what it carries
+        (``client.network.limits``; off only to measure that)."""
         pid = os.getpid()
         tag = f"{pid}" if index == 0 else f"{pid}x{index}"
         self.profile = profile
@@ -116,6 +121,7 @@ class ServiceNetwork:
         self.host_device = f"{prefixes[0]}{tag}"[:15]
         self.service_device = f"{prefixes[1]}{tag}"[:15]
         self._tag = tag
+        self._capped = capped
         self._emulator: wirefilter.Wirefilter | None = None
         subnet = 169, 254, 100 + (pid + 37 * index) % 100, ((pid // 100 + index) % 63) * 4
         self.host_ip = ".".join(map(str, (*subnet[:3], subnet[3] + 1)))
@@ -157,13 +163,22 @@ class ServiceNetwork:
     def qdisc_commands(self, profile: Profile | None = None) -> list[list[str]]:
         """The ``tc`` commands for ``profile`` (this link's own by default): netem and
         tbf, or with wirefilter, tbf alone."""
-        profile = profile or self.profile
+        profile = self._held(profile or self.profile)
         netem = self.engine == "netem"
         return [
             *tc_commands(profile, self.host_device, "up", with_netem=netem),
             *([*self.prefix, *c]
               for c in tc_commands(profile, self.service_device, "down", with_netem=netem)),
         ]  # fmt: skip
+
+    def _held(self, profile: Profile) -> Profile:
+        """``profile`` with its unshaped directions held to the engine's cap."""
+        if not self._capped or self.engine != "wirefilter":
+            return profile
+        from client.network import limits
+
+        cap = limits.cap_mbit(self.engine)
+        return replace(profile, down_mbit=profile.down_mbit or cap, up_mbit=profile.up_mbit or cap)
 
     def describe_engine(self) -> dict[str, object]:
         """What shapes this link, for every result that was taken across it."""
