@@ -26,24 +26,30 @@ system-deps: ## Install the Debian packages the tests need (only those missing)
 	./scripts/system-deps.sh
 
 run: setup ## The main job: both services + the GUI (or, with no display, a headless comparison; ARGS="--network cable")
+	-./scripts/system-deps.sh link
 	$(BIN)/python -m client.lab $(ARGS)
 
 bench: setup ## The benchmark: start the services, run the sweep, write a report (ARGS="...")
+	-./scripts/system-deps.sh link h2load
 	$(BIN)/python -m client.bench --start-services --inprocess $(ARGS)
 
-linkcheck: setup system-deps ## What the link engine carries here, and each network profile's link checked (root; ARGS="--network lte")
+linkcheck: setup ## What the link engine carries here, and each network profile's link checked (root; ARGS="--network lte")
+	./scripts/system-deps.sh link
 	$(BIN)/python -m client.network $(ARGS)
 
 perf: setup ## The performance targets as in-run ratios, about 7 minutes (ARGS="--quick")
 	$(BIN)/python -m client.bench.perf $(ARGS)
 
 claims: setup ## Test the seeds' claims about REST and gRPC, one experiment each; writes claims-results/ (root for links)
+	-./scripts/system-deps.sh link tls h2load
 	$(BIN)/python -m client.bench.claims $(ARGS)
 
 scale: setup ## Two replicas of each service behind nginx: balancing per request vs per connection, the proxy's cost, a replica killed
+	./scripts/system-deps.sh nginx
 	$(BIN)/python -m client.scale $(ARGS)
 
 attack: setup ## Protocol-level attacks on both services beside a well-behaved client; prints the table (ARGS="--quick")
+	./scripts/system-deps.sh tls
 	$(BIN)/python -m client.attack $(ARGS)
 
 soak: setup ## Both services under mixed traffic for 10 minutes, then an audit of every save (ARGS="--duration 60")

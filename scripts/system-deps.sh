@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need, only when one is missing (apt-get is slow).
-#   libgl1 ... libice6:  what the opencv-python (GUI) wheel and its Qt xcb plugin link
-#                        against (read off `ldd`; the rest of Qt ships inside the wheel)
-#   docker.io, docker-compose, debootstrap: the compose stack's end-to-end test (an
-#                        engine, Compose v1 where v2 is missing, and `make docker-base`)
-#   xvfb, xdotool, imagemagick: the GUI test (a virtual screen, key presses, screenshots)
-#   nghttp2-client, iproute2, openssl: h2load as a load generator, network namespaces
-#                        and tc for network profiles, and certificates for make claims
-#   nginx, libnginx-mod-stream: make scale's balancers (HTTP, grpc_pass, and TCP)
-#   vde2:                wirefilter, the link emulator where the kernel has no netem
-#   kubernetes-client:   kubectl kustomize, to render the manifests (only when no kubectl)
+# Installs the Debian packages facewire needs, only when one is missing (apt-get is slow).
+#   ./scripts/system-deps.sh            everything the tests need (make test)
+#   ./scripts/system-deps.sh link ...   only the named groups (a make target's own needs)
+# Groups:
+#   gui:     libgl1 ... libice6: what the opencv-python (GUI) wheel and its Qt xcb plugin
+#            link against (read off `ldd`); xvfb, xdotool, imagemagick: a virtual screen,
+#            key presses and screenshots for the GUI test
+#   docker:  docker.io, docker-compose, debootstrap: an engine, Compose v1 where v2 is
+#            missing, and `make docker-base`
+#   link:    iproute2 (namespaces, tc) and vde2 (wirefilter, the link engine where the
+#            kernel has no netem): network profiles, make linkcheck
+#   h2load:  nghttp2-client, the second load generator
+#   tls:     openssl, certificates for make claims and make attack
+#   nginx:   nginx, libnginx-mod-stream: make scale's balancers (HTTP, grpc_pass, TCP)
+#   kubectl: kubernetes-client, kubectl kustomize for the manifests (only when no kubectl)
 set -euo pipefail
-packages=(libgl1 libglib2.0-0 libx11-6 libxext6 libxcb1 libsm6 libice6
-  docker.io docker-compose debootstrap xvfb xdotool imagemagick nghttp2-client iproute2 openssl
-  nginx libnginx-mod-stream vde2)
-command -v kubectl >/dev/null || packages+=(kubernetes-client)
+declare -A groups=(
+  [gui]="libgl1 libglib2.0-0 libx11-6 libxext6 libxcb1 libsm6 libice6 xvfb xdotool imagemagick"
+  [docker]="docker.io docker-compose debootstrap"
+  [link]="iproute2 vde2"
+  [h2load]="nghttp2-client"
+  [tls]="openssl"
+  [nginx]="nginx libnginx-mod-stream"
+  [kubectl]="kubernetes-client"
+)
+wanted=("$@")
+[ ${#wanted[@]} -eq 0 ] && wanted=(gui docker link h2load tls nginx kubectl)
+packages=()
+for group in "${wanted[@]}"; do
+  [ -n "${groups[$group]:-}" ] || { echo "system-deps: unknown group $group" >&2; exit 2; }
+  [ "$group" = kubectl ] && command -v kubectl >/dev/null && continue
+  read -ra names <<<"${groups[$group]}"
+  packages+=("${names[@]}")
+done
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
