@@ -180,19 +180,26 @@ class LoadProcess:
     """The state of one worker process: frames, and transports kept between windows."""
 
     def __init__(
-        self, frames: list[bytes], rest_url: str, grpc_target: str, new_connection: bool = False
+        self,
+        frames: list[bytes],
+        rest_url: str,
+        grpc_target: str,
+        new_connection: bool = False,
+        ca_file: str | None = None,
     ) -> None:
         self.frames = frames
         self.rest_url, self.grpc_target = rest_url, grpc_target
         self.new_connection = new_connection
+        self.ca_file = ca_file
         self._transports: dict[tuple[str, int], Transport] = {}
 
     def transport(self, protocol: ProtocolName, slot: int) -> Transport:
         key = (protocol, slot)
         if key not in self._transports:
             self._transports[key] = make_transport(
-                protocol, self.rest_url, self.grpc_target, new_connection=self.new_connection
-            )
+                protocol, self.rest_url, self.grpc_target, ca_file=self.ca_file,
+                new_connection=self.new_connection,
+            )  # fmt: skip
         return self._transports[key]
 
     def close(self) -> None:
@@ -324,9 +331,10 @@ def serve(
     rest_url: str,
     grpc_target: str,
     new_connection: bool = False,
+    ca_file: str | None = None,
 ) -> None:
     """A worker process's main loop: run each WindowSpec received, send back the result."""
-    process = LoadProcess(frames, rest_url, grpc_target, new_connection)
+    process = LoadProcess(frames, rest_url, grpc_target, new_connection, ca_file)
     try:
         while (spec := conn.recv()) is not None:
             conn.send(process.run(spec))

@@ -76,7 +76,9 @@ class LoadPool:
         rest_url: str,
         grpc_target: str,
         new_connection: bool = False,
+        ca_file: str | None = None,
     ) -> None:
+        """``ca_file``: the certificate to trust, for services over TLS."""
         context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
         self.size = processes
         self._workers: list[tuple[Connection, BaseProcess]] = []
@@ -84,7 +86,7 @@ class LoadPool:
             parent, child = context.Pipe()
             process = context.Process(
                 target=serve,
-                args=(child, frames, rest_url, grpc_target, new_connection),
+                args=(child, frames, rest_url, grpc_target, new_connection, ca_file),
                 daemon=True,
             )
             process.start()
