@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run gui bench linkcheck perf claims scale attack soak fuzz serve run-rest run-grpc test pytest lint format proto \
+.PHONY: help setup system-deps run gui bench linkcheck perf claims scale attack soak fuzz serve run-rest run-grpc test test-fast pytest lint format proto \
         screenshot fixtures docker-lint docker-engine docker-engine-stop docker-base docker-up docker-down docker-smoke docker-bench constraints clean
 
 help: ## List the targets
@@ -71,6 +71,9 @@ run-grpc: setup ## The gRPC service alone (127.0.0.1:50051)
 	$(BIN)/python -m grpc_service
 
 test: setup system-deps lint pytest ## Everything CI runs: lint, then the tests
+
+test-fast: setup ## Units only: no server, engine, network namespace or browser (under a minute)
+	$(BIN)/python -m pytest -m unit
 
 pytest: setup
 	$(BIN)/python -m pytest

@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rates-json", type=Path, help="on close, write the window's redraw rates")
     p.add_argument("--headless", action="store_true", help="no window: compare and print")
     p.add_argument("--frames", type=int, default=100, help="frames per protocol (--headless)")
+    p.add_argument("--link", default="loopback",
+                   help="what lies between client and services, for the overlay and summary "
+                   "(make run sets it)")  # fmt: skip
     return p
 
 
@@ -72,16 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         engine.start()
         try:
-            rates = run_window(engine, notice, args.log_every, args.duration)
+            rates = run_window(engine, notice, args.log_every, args.duration, link=args.link)
         finally:
             engine.stop()
         if args.rates_json:
             args.rates_json.write_text(json.dumps(rates.as_dict()))
         every = [worker.stats.summary() for worker in engine.workers.values()]
         summaries = [s for s in every if s.count or s.errors]  # the protocols that were used
-    print_table(summaries)
+    print_table(summaries, link=args.link)
     if args.summary_csv:
-        write_csv(summaries, args.summary_csv)
+        write_csv(summaries, args.summary_csv, link=args.link)
         log.info("summary written to %s", args.summary_csv)
     return 0
 

@@ -35,7 +35,7 @@ def panel_view(worker: ProtocolWorker) -> PanelView:
     return PanelView(worker.protocol, image, shown.reply.result.boxes, stats)
 
 
-def build_view(engine: Engine, display_fps: float, notice: str) -> View:
+def build_view(engine: Engine, display_fps: float, notice: str, link: str = "loopback") -> View:
     newest = engine.slot.newest()
     size = None if newest is None else (newest.image.shape[1], newest.image.shape[0])
     return View(
@@ -49,6 +49,7 @@ def build_view(engine: Engine, display_fps: float, notice: str) -> View:
         display_fps=display_fps,
         panels=tuple(panel_view(w) for w in engine.active_workers()),
         notice=engine.source_error or notice,
+        link=link,
     )
 
 
@@ -113,12 +114,17 @@ class WindowRates:
 
 
 def run_window(
-    engine: Engine, notice: str = "", log_every: float = 10.0, duration: float | None = None
+    engine: Engine,
+    notice: str = "",
+    log_every: float = 10.0,
+    duration: float | None = None,
+    *,
+    link: str = "loopback",
 ) -> WindowRates:
     """Show the window until q, Esc, the window is closed, or ``duration`` seconds."""
     cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
     shown_at: deque[float] = deque(maxlen=30)
-    log.info("window open")
+    log.info("window open; link: %s", link)
     started = time.monotonic()
     next_log = started + log_every
     rates = WindowRates()
@@ -133,7 +139,7 @@ def run_window(
             next_log = now + log_every
         span = shown_at[-1] - shown_at[0]
         fps = (len(shown_at) - 1) / span if span > 0 else 0.0
-        view = build_view(engine, fps, notice)
+        view = build_view(engine, fps, notice, link)
         cv2.imshow(TITLE, render(view))
         rates.frames += 1
         for worker in engine.active_workers():

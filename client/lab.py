@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         with network_context as network:
             rest_url, grpc_target = addresses(Settings())
             with services(rest_url, grpc_target, network) as (rest_url, grpc_target):
-                common = ["--rest-url", rest_url, "--grpc-target", grpc_target, *client_args]
+                label = "loopback" if network is None else profile.label(network.engine)
+                common = ["--rest-url", rest_url, "--grpc-target", grpc_target, "--link", label,
+                          *client_args]  # fmt: skip
                 if has_display():
                     return client_main(["--source", "auto", *common])
                 log.info("no display (DISPLAY is not set): running a short headless "

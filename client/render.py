@@ -79,6 +79,7 @@ class View:
     display_fps: float
     panels: tuple[PanelView, ...]
     notice: str = ""
+    link: str = "loopback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,7 @@ def render(view: View) -> Image:
 def _header(canvas: Image, view: View) -> None:
     size = "-" if view.frame_size is None else f"{view.frame_size[0]}x{view.frame_size[1]}"
     line = (
-        f"facewire   mode {view.mode}   save {'ON' if view.save else 'off'}   "
+        f"facewire   link {view.link}   mode {view.mode}   save {'ON' if view.save else 'off'}   "
         f"source {view.source}   frame {size}   JPEG q{view.jpeg_quality}   "
         f"model {view.model}   encode {_ms(view.encode_ms)} ms   display {view.display_fps:.0f} fps"
     )

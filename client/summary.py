@@ -26,8 +26,10 @@ def rows(summaries: Sequence[Summary]) -> list[list[str]]:
     ]  # fmt: skip
 
 
-def print_table(summaries: Sequence[Summary], console: Console | None = None) -> None:
-    table = Table(title="facewire: end-to-end latency per protocol (ms)")
+def print_table(
+    summaries: Sequence[Summary], console: Console | None = None, link: str = "loopback"
+) -> None:
+    table = Table(title="facewire: end-to-end latency per protocol (ms)", caption=f"link: {link}")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column == "protocol" else "right")
     for row in rows(summaries):
@@ -35,9 +37,9 @@ def print_table(summaries: Sequence[Summary], console: Console | None = None) ->
     (console or Console()).print(table)
 
 
-def write_csv(summaries: Sequence[Summary], path: Path) -> None:
+def write_csv(summaries: Sequence[Summary], path: Path, link: str = "loopback") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        writer.writerows(rows(summaries))
+        writer.writerow([*COLUMNS, "link"])
+        writer.writerows([*row, link] for row in rows(summaries))

@@ -25,8 +25,9 @@ log = logging.getLogger("facewire")
 class DataPlane:
     """Transport-free core: adapters convert their messages and await ``detect``.
 
-    CPU work runs on a thread pool of its own (OpenCV releases the GIL), never on the
-    event loop; ``echo`` has no CPU work and answers inline.
+    Every request runs on a thread pool of its own (OpenCV releases the GIL), never on
+    the event loop, under the in-flight cap: ``echo`` too, though it has no image work,
+    so that haar's latency minus echo's is the pipeline's work alone.
     """
 
     def __init__(
@@ -163,8 +164,6 @@ class DataPlane:
         self.arrived += 1
         if not self._ready:
             raise NotReady(self._not_ready)
-        if request.model is Model.ECHO:
-            return self.pipeline.echo(request)
         if self._inflight >= self.max_inflight:
             raise Overloaded(
                 f"server busy: {self.max_inflight} requests already in flight; retry shortly"
@@ -178,7 +177,8 @@ class DataPlane:
         finally:
             self._inflight -= 1
             self.metrics.inflight.dec()
-        self.metrics.observe_stages(request.protocol, result.timings)
+        if request.model is not Model.ECHO:  # the stage histograms are the pipeline's
+            self.metrics.observe_stages(request.protocol, result.timings)
         return result
 
 

@@ -151,10 +151,12 @@ class Pipeline:
         spare: int = 0,
     ) -> DetectionResult:
         """Run one request on this thread; ``helpers`` may lend up to ``spare`` more
-        threads to its detection (see ``FaceDetector.detect``)."""
-        if request.model is Model.ECHO:
-            return self.echo(request)
+        threads to its detection (see ``FaceDetector.detect``). ``echo`` comes here too,
+        so that it waits for a thread like every model, and reports that wait."""
         start = time.perf_counter_ns()
+        queue = _ms(enqueued_ns, start) if enqueued_ns is not None else 0.0
+        if request.model is Model.ECHO:
+            return replace(self.echo(request), timings=Timings(queue=queue))
         self.validate(request)
 
         fmt, size = probe(request.image, self.settings.max_image_pixels)
@@ -185,7 +187,7 @@ class Pipeline:
             preprocess=_ms(decoded, preprocessed),
             detect=_ms(preprocessed, detected),
             total=_ms(start, detected),
-            queue=_ms(enqueued_ns, start) if enqueued_ns is not None else 0.0,
+            queue=queue,
         )
         result = DetectionResult(
             frame_id=request.frame_id,

@@ -144,7 +144,7 @@ class Settings(BaseSettings):
         "CONCURRENT_STREAMS); beyond it, the stream is refused (REFUSED_STREAM).",
     )
     grpc_stream_window_bytes: int = Field(
-        1024 * 1024,
+        2 * 1024 * 1024,
         ge=0,
         description="gRPC: the HTTP/2 window each stream and the connection start with "
         "(grpc.http2.lookahead_bytes with BDP probing off): what a client may send before "

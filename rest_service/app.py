@@ -9,7 +9,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 
 import facewire
@@ -60,6 +66,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     507: {"model": ErrorResponse, "description": "Saving failed (disk full, no permission)"},
 }
 
+#: The API docs' pages (Swagger UI and ReDoc) and their scripts, served by the service
+#: itself: FastAPI's own pages load them from a CDN, so an air-gapped host shows blank
+#: pages. The fastapi-offline package ships swagger-ui-bundle.js, swagger-ui.css,
+#: redoc.standalone.js and a favicon.
+DOCS_PATH, REDOC_PATH, DOCS_ASSETS_PATH = "/docs", "/redoc", "/docs/assets"
+OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"  # FastAPI's default, kept
+# No online validator badge: Swagger UI would send the schema's URL to swagger.io.
+_SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
+
 SaveQuery = Annotated[bool, Query(description="Store the 720×720 frame and a CSV row.")]
 ModelQuery = Annotated[
     str, Query(description="haar, decode or echo.", json_schema_extra={"enum": MODEL_NAMES})
@@ -88,7 +103,10 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         description="Face detection over HTTP/1.1 + JSON; the gRPC service runs the same core.",
         lifespan=lifespan,
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
+        docs_url=None,  # the offline pages below instead
+        redoc_url=None,
     )
+    _serve_docs_offline(app)
     install_error_handlers(app, dataplane.metrics)
     uploads = UploadBudget(settings.upload_budget_bytes, settings.upload_budget_wait_s)
     if settings.auth_token is not None:
@@ -148,6 +166,44 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         return Response(dataplane.metrics.exposition(), media_type=CONTENT_TYPE)
 
     return app
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """FastAPI's /docs and /redoc pages, with every script, style and icon from
+    ``DOCS_ASSETS_PATH`` (and no Google Fonts), so they render with no Internet."""
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(packages=[("fastapi_offline", "static")]), "docs")
+
+    def root(request: Request) -> str:
+        # Behind a proxy that strips a path prefix, the browser needs the prefix back.
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    @app.get(DOCS_PATH, include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        prefix, assets = root(request), f"{root(request)}{DOCS_ASSETS_PATH}"
+        return get_swagger_ui_html(
+            openapi_url=f"{prefix}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
+            oauth2_redirect_url=f"{prefix}{OAUTH2_REDIRECT_PATH}",
+            swagger_ui_parameters=_SWAGGER_UI_PARAMETERS,
+        )
+
+    @app.get(OAUTH2_REDIRECT_PATH, include_in_schema=False)
+    async def swagger_ui_oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get(REDOC_PATH, include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        prefix, assets = root(request), f"{root(request)}{DOCS_ASSETS_PATH}"
+        return get_redoc_html(
+            openapi_url=f"{prefix}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def app_from_env() -> FastAPI:

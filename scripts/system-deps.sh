@@ -14,6 +14,7 @@
 #   tls:     openssl, certificates for make claims and make attack
 #   nginx:   nginx, libnginx-mod-stream: make scale's balancers (HTTP, grpc_pass, TCP)
 #   kubectl: kubernetes-client, kubectl kustomize for the manifests (only when no kubectl)
+#   browser: chromium, headless, to check that the API docs pages render offline
 set -euo pipefail
 declare -A groups=(
   [gui]="libgl1 libglib2.0-0 libx11-6 libxext6 libxcb1 libsm6 libice6 xvfb xdotool imagemagick"
@@ -23,9 +24,10 @@ declare -A groups=(
   [tls]="openssl"
   [nginx]="nginx libnginx-mod-stream"
   [kubectl]="kubernetes-client"
+  [browser]="chromium"
 )
 wanted=("$@")
-[ ${#wanted[@]} -eq 0 ] && wanted=(gui docker link h2load tls nginx kubectl)
+[ ${#wanted[@]} -eq 0 ] && wanted=(gui docker link h2load tls nginx kubectl browser)
 packages=()
 for group in "${wanted[@]}"; do
   [ -n "${groups[$group]:-}" ] || { echo "system-deps: unknown group $group" >&2; exit 2; }

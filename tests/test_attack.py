@@ -71,6 +71,7 @@ def test_grpc_memory_under_max_size_uploads_stays_in_its_budget(report: dict) ->
     assert "RESOURCE_EXHAUSTED" in uploads["outcome"], uploads
 
 
+@pytest.mark.unit
 def test_the_protocol_libraries_include_the_known_fixes() -> None:
     assert outdated() == []
     assert {"grpcio", "h11"} <= set(KNOWN_FIXES)

@@ -12,6 +12,8 @@ from client.bench.measure import Latency, is_stable, merge_windows, paired_ratio
 from client.transports import Reply
 from facewire.messages import DetectionResult, Model, Timings
 
+pytestmark = pytest.mark.unit
+
 
 def reply(server_total_ms: float = 1.0) -> Reply:
     result = DetectionResult("0", Model.HAAR, timings=Timings(total=server_total_ms))

@@ -30,6 +30,8 @@ from facewire.detector import FaceDetector
 from facewire.messages import Box
 from facewire.pipeline import centre_crop, detector_input
 
+pytestmark = pytest.mark.unit
+
 
 class FakeClock:
     """Seconds that tests advance by hand."""
@@ -295,12 +297,14 @@ def test_summary_csv(tmp_path: Path) -> None:
     write_csv(
         [Summary("rest", 10, 1.0, 2.0, 3.0, 4.5, 1), Summary("grpc", 0, None, None, None, 0, 2)],
         path,
+        link="lte (12/12 Mbit/s, 70 ms; wirefilter)",
     )
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows[0] == {
         "protocol": "rest", "count": "10", "p50_ms": "1.00", "p95_ms": "2.00",
         "p99_ms": "3.00", "throughput_rps": "4.50", "errors": "1",
+        "link": "lte (12/12 Mbit/s, 70 ms; wirefilter)",
     }  # fmt: skip
     assert rows[1]["p50_ms"] == ""
 

@@ -55,6 +55,7 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
+@pytest.mark.unit
 def test_constraints_check_fails_on_a_stale_file() -> None:
     problems = load_script("constraints").problems
     pins = {"numpy": "1.0", "gone": "2.0"}
@@ -75,11 +76,13 @@ def host_ips(env: dict[str, str] | None = None) -> list[str]:
     return [p["host_ip"] if isinstance(p, dict) else p.split(":")[0] for p in ports]
 
 
+@pytest.mark.unit
 def test_published_ports_bind_loopback_unless_opened() -> None:
     assert host_ips() == ["127.0.0.1"] * 3  # REST, gRPC and gRPC's metrics
     assert host_ips({"FACEWIRE_PUBLISH_HOST": "0.0.0.0"}) == ["0.0.0.0"] * 3
 
 
+@pytest.mark.unit
 def test_compose_keeps_the_images_health_checks_and_user() -> None:
     services = compose_config()["services"]
     assert isinstance(services, dict)
@@ -106,6 +109,7 @@ def fake_tools(folder: Path, compose_v2: bool) -> dict[str, str]:
     return {**os.environ, "PATH": f"{folder}:/usr/bin:/bin"}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("compose_v2", "used"), [(True, "v2"), (False, "v1")])
 def test_the_compose_finder_prefers_v2_and_falls_back_to_v1(
     tmp_path: Path, compose_v2: bool, used: str
@@ -125,6 +129,7 @@ def test_the_compose_finder_prefers_v2_and_falls_back_to_v1(
     assert chosen.stdout.strip() == "v1 ps"
 
 
+@pytest.mark.unit
 def test_docker_up_refuses_without_an_engine(tmp_path: Path) -> None:
     env = fake_tools(tmp_path / "bin", compose_v2=True)
     (tmp_path / "bin" / "docker").write_text("#!/bin/sh\nexit 1\n")  # `docker info` fails

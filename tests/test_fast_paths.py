@@ -33,6 +33,8 @@ from facewire.storage import FrameStore
 from tests import images
 from tests.conftest import Fixture
 
+pytestmark = pytest.mark.unit
+
 DETECTOR = FaceDetector()
 
 

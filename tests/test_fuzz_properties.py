@@ -13,6 +13,7 @@ from functools import cache
 import cv2
 import grpc
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,18 +75,21 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.unit
 @FUZZ
 @given(st.binary(max_size=4096))
 def test_pipeline_random_bytes(data: bytes) -> None:
     run_pipeline(data)
 
 
+@pytest.mark.unit
 @FUZZ
 @given(mutated(), st.sampled_from(list(Model)))
 def test_pipeline_mutated_images(data: bytes, model: Model) -> None:
     run_pipeline(data, model)
 
 
+@pytest.mark.unit
 @FUZZ
 @given(
     width=st.integers(0, 65535),

@@ -94,6 +94,7 @@ def test_h2load_sees_http_200_where_the_service_refused(services: tuple[str, str
         generator.close()
 
 
+@pytest.mark.unit
 def test_the_grpc_body_is_what_a_grpc_client_sends() -> None:
     body = grpc_body(b"image", "echo")
     assert body[0] == 0  # not compressed

@@ -20,6 +20,8 @@ from kubernetes_validate.utils import ValidationError
 from facewire.metrics import Metrics
 from tests.servers import ROOT
 
+pytestmark = pytest.mark.unit
+
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (KUBERNETES / "overlays").iterdir())
 K8S_VERSION = "1.32.0"

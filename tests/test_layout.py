@@ -18,6 +18,8 @@ from packaging.requirements import Requirement
 from facewire.settings import Settings
 from tests.servers import ROOT
 
+pytestmark = pytest.mark.unit
+
 SERVICES = ("facewire", "rest_service", "grpc_service")
 
 

@@ -167,6 +167,7 @@ def test_serve_killed_outright_takes_its_services_with_it(tmp_path: Path) -> Non
         wait_for(lambda: all(gone(pid) for pid in pids), timeout=30, what="the orphans to stop")
 
 
+@pytest.mark.unit
 def test_python_dash_m_entry_points_exist() -> None:
     for module in ("rest_service", "grpc_service", "facewire.serve", "grpc_service.healthcheck"):
         spec = subprocess.run(

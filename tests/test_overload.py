@@ -59,16 +59,18 @@ def test_rest_refuses_beyond_the_cap_and_reports_it(face: Fixture) -> None:
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "1"
             assert "server busy" in refused.json()["detail"]
-            assert echo.status_code == 200  # no pipeline work, nothing held: always answered
+            # echo takes the same path as the pipeline's models, cap included.
+            assert echo.status_code == 503
+            assert "server busy" in echo.json()["detail"]
             release.set()
             holder.join(60)
         assert first[0].status_code == 200
         assert len(first[0].json()["boxes"]) == 1
         assert http.post("/v1/detect", content=face.data).status_code == 200
         text = http.get("/metrics").text
-        assert (
-            'facewire_requests_total{model="haar",protocol="rest",status="overloaded"} 1.0' in text
-        )
+        for model in ("haar", "echo"):
+            overloaded = f'{{model="{model}",protocol="rest",status="overloaded"}} 1.0'
+            assert f"facewire_requests_total{overloaded}" in text
         assert "facewire_requests_in_flight 0.0" in text
 
 
@@ -83,11 +85,38 @@ def test_grpc_refuses_beyond_the_cap(face: Fixture) -> None:
                 stub.Detect(pb.DetectRequest(image=face.data), timeout=60)
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
             assert "server busy" in refused.value.details()  # type: ignore[attr-defined]
+            with pytest.raises(grpc.RpcError) as refused_echo:
+                stub.Detect(pb.DetectRequest(image=face.data, model="echo"), timeout=60)
+            assert refused_echo.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
             in_stream = list(stub.DetectStream(iter([pb.DetectRequest(image=face.data)])))
             assert in_stream[0].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
             release.set()
             assert len(first.result(60).boxes) == 1
         assert len(stub.Detect(pb.DetectRequest(image=face.data), timeout=60).boxes) == 1
+
+
+def test_echo_waits_for_a_pipeline_thread_like_every_model(face: Fixture) -> None:
+    """echo differs from haar only by the pipeline's work: it is held in the queue while
+    the pipeline thread is busy, counted in flight, and reports its wait."""
+    settings = Settings(threads=1, max_inflight=2)
+    plane = DataPlane.from_settings(settings, "rest")
+    with rest_server(settings, plane) as url, httpx.Client(base_url=url, timeout=60) as http:
+        with held_pipeline(plane) as release:
+            answers: list[httpx.Response] = []
+            sender = threading.Thread(target=lambda: answers.append(
+                http.post("/v1/detect", params={"model": "echo"}, content=face.data)))  # fmt: skip
+            sender.start()
+            wait_for(lambda: plane.inflight == 1, what="the echo request to be held")
+            assert answers == []  # not answered inline
+            release.set()
+            sender.join(60)
+        assert answers[0].status_code == 200
+        body = answers[0].json()
+        assert body["model"] == "echo"
+        assert body["boxes"] == []
+        assert body["timings_ms"]["total"] == 0
+        assert body["timings_ms"]["queue"] > 0  # it waited for the held thread
+        assert plane.inflight == 0
 
 
 def test_grpc_caps_open_streams_across_both_stream_methods(face: Fixture) -> None:

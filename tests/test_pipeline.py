@@ -19,6 +19,8 @@ from tests import images
 from tests.cases import BadCase, assert_clean_message, bad_case_ids, bad_cases
 from tests.conftest import Fixture, assert_face_near
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:

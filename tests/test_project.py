@@ -15,6 +15,8 @@ import pytest
 from facewire.settings import Settings
 from tests.servers import ROOT
 
+pytestmark = pytest.mark.unit
+
 GENERATED = (ROOT / "facewire" / "v1", ROOT / "facewire" / "oip" / "v2")
 
 

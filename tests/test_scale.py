@@ -12,17 +12,30 @@ from typing import Any
 
 import pytest
 
-from tests.servers import ROOT
+
+@pytest.fixture(scope="module")
+def scale_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One quick run as ``make scale`` starts it: no --out, so the default, relative
+    ``scale-results/<time>`` under the working directory (nginx once doubled a relative
+    prefix); its results folder."""
+    cwd = tmp_path_factory.mktemp("scale")
+    done = subprocess.run([sys.executable, "-m", "client.scale", "--quick"],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (out,) = (cwd / "scale-results").iterdir()
+    return out
 
 
 @pytest.fixture(scope="module")
-def scale(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("scale")
-    done = subprocess.run([sys.executable, "-m", "client.scale", "--quick", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert Path(out / "scale.md").read_text().startswith("| how |")
-    return json.loads((out / "scale.json").read_text())  # type: ignore[no-any-return]
+def scale(scale_run: Path) -> dict[str, Any]:
+    assert (scale_run / "scale.md").read_text().startswith("| how |")
+    return json.loads((scale_run / "scale.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.mark.timeout(330)
+def test_the_default_relative_out_works(scale_run: Path) -> None:
+    assert (scale_run / "scale.json").is_file()
+    assert (scale_run / "work" / "nginx" / "nginx.conf").is_file()
 
 
 def spread(scale: dict[str, Any], how: str, protocol: str) -> dict[str, Any]:

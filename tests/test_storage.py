@@ -36,6 +36,7 @@ def store(tmp_path: Path) -> FrameStore:
     return FrameStore(tmp_path / "store")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("raw", "stored"),
     [("=1+1", "'=1+1"), ("+x", "'+x"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"), ("ok=1", "ok=1")],
@@ -44,6 +45,7 @@ def test_spreadsheet_formulas_are_neutralised(raw: str, stored: str) -> None:
     assert spreadsheet_safe(raw) == stored
 
 
+@pytest.mark.unit
 def test_header_once_and_rows_in_order(store: FrameStore, face: Fixture) -> None:
     frame = images.decode(face.data)[:, 280:1000]
     names = [
@@ -61,6 +63,7 @@ def test_header_once_and_rows_in_order(store: FrameStore, face: Fixture) -> None
     assert not list(store.directory.glob(".*.tmp"))
 
 
+@pytest.mark.unit
 def test_a_torn_last_row_is_dropped_before_the_next_append(
     store: FrameStore, face: Fixture
 ) -> None:
@@ -162,6 +165,7 @@ def test_concurrent_saves_from_threads_and_processes(tmp_path: Path, face: Fixtu
     assert (folder / "records.csv").read_text().count(header) == 1
 
 
+@pytest.mark.unit
 def test_an_unusable_folder_is_reported_at_start_up_and_saves_fail_cleanly(
     tmp_path: Path, face: Fixture
 ) -> None:

@@ -73,6 +73,7 @@ def assert_folder_holds_exactly(folder: Path, saved: list[str]) -> None:
 # --- quota ---------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_the_quota_counts_images_and_bytes(tmp_path: Path, face: Fixture) -> None:
     frame = images.decode(face.data)[:, 280:1000]
     record = Record("rest", DetectionResult("x", Model.HAAR))

@@ -14,6 +14,8 @@ from facewire.messages import Box, Crop, DetectionRequest, DetectionResult, Mode
 from facewire.oip.v2 import grpc_predict_v2_pb2 as oip_pb
 from facewire.wire import v1_json, v1_proto, v2_json, v2_proto
 
+pytestmark = pytest.mark.unit
+
 ints = st.integers(min_value=0, max_value=100_000)
 ms = st.floats(min_value=0, max_value=1e6, allow_nan=False, width=64)
 text = st.text(max_size=40)

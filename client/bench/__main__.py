@@ -4,6 +4,7 @@ Examples:
   python -m client.bench --start-services --inprocess                  # the default sweep
   python -m client.bench --rate 10,20,40 --arrivals poisson --models haar
   python -m client.bench --jpeg-quality 50 --resolution 640x360 --concurrency 1
+  python -m client.bench --sweep-rtt 0,20,80,150 --sweep-loss 0,1,3 --models echo   # root
   python -m client.bench report bench-results/latest
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import shlex
 import sys
@@ -108,8 +110,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--models", type=_list(str, MODELS), default=("haar", "echo"))
     load = p.add_mutually_exclusive_group()
-    load.add_argument("--concurrency", type=_list(int), default=(1, 2, 4),
-                      help="closed loop: requests kept in flight (default 1,2,4)")  # fmt: skip
+    load.add_argument("--concurrency", type=_list(int),
+                      help="closed loop: requests kept in flight (default 1,2,4; "
+                      "a sweep's 1,8)")  # fmt: skip
     load.add_argument("--rate", type=_list(float), default=(),
                       help="open loop: requests per second, e.g. 10,20,40")  # fmt: skip
     p.add_argument("--arrivals", choices=("constant", "poisson"), default="constant")
@@ -161,6 +164,13 @@ def parser() -> argparse.ArgumentParser:
         help="a new connection for every request (rest, grpc), not one kept alive",
     )
     add_network_options(p)
+    sweep = p.add_argument_group(
+        "round-trip sweep", "rest kept alive, rest with a new connection per request, rest "
+        "over TLS, grpc and grpc-stream at each round trip and loss, behind one link "
+        "(root; services started for it; the network options give its rates)",
+    )  # fmt: skip
+    sweep.add_argument("--sweep-rtt", type=_list(float), help="round trips, ms: 0,20,80,150")
+    sweep.add_argument("--sweep-loss", type=_list(float), help="loss each way, %%: 0,1,3")
     p.add_argument("--out", type=Path, help="output folder (default bench-results/<UTC time>)")
     p.add_argument("--seed", type=int, default=1)
     return p
@@ -194,10 +204,12 @@ def prepare_frames(args: argparse.Namespace) -> tuple[list[bytes], dict[str, Any
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    sweeping = bool(args.sweep_rtt or args.sweep_loss)
+    concurrency = args.concurrency or ((1, 8) if sweeping else (1, 2, 4))
     config = BenchConfig(
         protocols=args.protocols,
         models=args.models,
-        concurrency=args.concurrency if not args.rate else (),
+        concurrency=concurrency if not args.rate else (),
         rates=args.rate,
         arrivals=args.arrivals,
         max_inflight=args.max_inflight,
@@ -232,6 +244,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]facewire bench: {error}[/red]", soft_wrap=True)
         return 2
     out = args.out or Path("bench-results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if sweeping:
+        return run_link_sweep(args, config, frames, frame_info, out, console)
     floors = {}
     if args.inprocess:
         for model in (m for m in config.models if m != "echo"):  # echo has no pipeline work
@@ -267,6 +281,42 @@ def run(args: argparse.Namespace, console: Console) -> int:
         # the services' own counters did not: the run fails, as it would have in Python.
         console.print(f"[red]facewire bench: h2load's requests failed at "
                       f"{len(failed)} point(s); see the errors column[/red]")  # fmt: skip
+        return 1
+    return 0
+
+
+def run_link_sweep(
+    args: argparse.Namespace,
+    config: BenchConfig,
+    frames: list[bytes],
+    frame_info: dict[str, Any],
+    out: Path,
+    console: Console,
+) -> int:
+    """``--sweep-rtt``/``--sweep-loss``: client.bench.sweep, its results in ``out``."""
+    from client.bench import sweep
+
+    started = time.time()
+    try:
+        found = sweep.run(config, frames, profile_from(args), list(args.sweep_rtt or (0.0,)),
+                          list(args.sweep_loss or (0.0,)), args.link_engine,
+                          lambda line: console.print(line, soft_wrap=True))  # fmt: skip
+    except (ProfileError, NetworkError, RuntimeError) as error:
+        console.print(f"[red]facewire bench: {error}[/red]", soft_wrap=True)
+        return 1
+    result = {
+        **machine.run_record("facewire_sweep", started),
+        "command": "python -m client.bench " + shlex.join(sys.argv[1:]),
+        "config": config_dict(config),
+        "frames": frame_info,
+        **found,
+    }
+    sweep.write(result, out)
+    console.print(sweep.report(result))
+    console.print(f"results in {out}/ ({sweep.RESULTS_JSON}, {sweep.REPORT_MD}, {sweep.PLOT})")
+    errors = sum(int(p["error_count"]) for p in found["points"])
+    if errors:
+        console.print(f"[red]facewire bench: {errors} requests failed; see the errors column[/red]")
         return 1
     return 0
 
@@ -335,7 +385,15 @@ def main(argv: list[str] | None = None) -> int:
         if len(argv) != 2:
             console.print("usage: python -m client.bench report DIR")
             return 2
-        rebuilt = report.rebuild(Path(argv[1]))
+        folder = Path(argv[1])
+        if (folder / "sweep.json").exists():
+            from client.bench import sweep
+
+            result = json.loads((folder / sweep.RESULTS_JSON).read_text())
+            sweep.write(result, folder)
+            console.print(sweep.report(result))
+            return 0
+        rebuilt = report.rebuild(folder)
         report.print_table(rebuilt, console)
         return 0
     args = parser().parse_args(argv)

@@ -45,12 +45,14 @@ def _http_answers(url: str) -> bool:
         connection.close()
 
 
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key (openssl)."""
+def self_signed_certificate(folder: Path, ip: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate for ``ip`` (and 127.0.0.1) and localhost, and its key
+    (openssl)."""
     cert, key = folder / "cert.pem", folder / "key.pem"
+    names = ",".join(dict.fromkeys((f"IP:{ip}", "IP:127.0.0.1", "DNS:localhost")))
     subprocess.run(  # noqa: S603
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",  # noqa: S607
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-subj", "/CN=localhost", "-addext", f"subjectAltName={names}",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )  # fmt: skip

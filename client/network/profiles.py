@@ -69,8 +69,25 @@ class Profile:
             parts.append(f"{self.loss_pct:g} % loss")
         return f"{self.name}: {', '.join(parts)} ({self.source})"
 
+    def label(self, engine: str) -> str:
+        """A short line for a window's header: name, values, and the engine."""
+        parts = []
+        if self.down_mbit is not None or self.up_mbit is not None:
+            parts.append(f"{_short(self.down_mbit)}/{_short(self.up_mbit)} Mbit/s")
+        if self.rtt_ms:
+            parts.append(
+                f"{self.rtt_ms:g} ms" + (f" ±{self.jitter_ms:g}" if self.jitter_ms else "")
+            )
+        if self.loss_pct:
+            parts.append(f"{self.loss_pct:g} % loss")
+        return f"{self.name} ({', '.join(parts)}; {engine})"
+
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "description": self.describe()}
+
+
+def _short(mbit: float | None) -> str:
+    return "-" if mbit is None else f"{mbit:g}"
 
 
 def _rate(mbit: float | None) -> str:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from client.processes import free_port, stop_process
+from client.processes import free_port
+from facewire.children import stop as stop_process
 
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 
@@ -91,6 +92,9 @@ class Nginx:
         if not Path(binary).exists() or not STREAM_MODULE.exists():
             raise RuntimeError("make scale needs nginx and its stream module: "
                                "apt-get install nginx libnginx-mod-stream")  # fmt: skip
+        # Absolute: nginx reads a relative -c (and the config's paths) under its -p prefix,
+        # so a relative prefix would be doubled (make scale's default scale-results/...).
+        prefix = prefix.resolve()
         prefix.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.fronts = Fronts(*(free_port() for _ in range(5)))
