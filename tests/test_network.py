@@ -47,6 +47,10 @@ def emulators() -> list[str]:
     return found
 
 
+def our_namespaces() -> set[str]:
+    return {line.split()[0] for line in namespaces().splitlines() if line.startswith("fw")}
+
+
 def nothing_left(pid: int) -> bool:
     """No namespace, device or emulator process of the run ``pid`` remains."""
     tag = str(pid)
@@ -327,6 +331,7 @@ def test_make_run_headless_behind_a_link(tmp_path: Path) -> None:
     }
     env |= {"FACEWIRE_REST_PORT": "18711", "FACEWIRE_GRPC_PORT": "18712",
             "FACEWIRE_STORAGE_DIR": str(tmp_path)}  # fmt: skip
+    before = our_namespaces()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
@@ -336,4 +341,4 @@ def test_make_run_headless_behind_a_link(tmp_path: Path) -> None:
     for protocol in ("rest", "grpc", "grpc-stream"):
         assert f"│ {protocol} " in out
     assert "facewire REST stopped" in out
-    wait_for(lambda: "fw" not in namespaces().replace("fwprobe", ""), 10, "the link's removal")
+    wait_for(lambda: not our_namespaces() - before, 10, "the link's removal")

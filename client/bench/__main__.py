@@ -42,7 +42,9 @@ MODELS = ("haar", "decode", "echo")
 GENERATORS = ("python", "h2load")
 
 
-def _list(kind: type, choices: tuple[str, ...] | None = None) -> Any:
+def _list(kind: type, choices: tuple[str, ...] | None = None, *, zero: bool = False) -> Any:
+    """A comma-separated list of ``kind``: numbers above 0 (or 0 and up, ``zero``)."""
+
     def parse(text: str) -> tuple[Any, ...]:
         try:
             values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
@@ -52,8 +54,10 @@ def _list(kind: type, choices: tuple[str, ...] | None = None) -> Any:
             raise argparse.ArgumentTypeError("give at least one value")
         if choices and any(v not in choices for v in values):
             raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
-        if kind in (int, float) and any(v <= 0 for v in values):
-            raise argparse.ArgumentTypeError("every value must be above 0")
+        if kind in (int, float) and any(v < 0 or (v == 0 and not zero) for v in values):
+            raise argparse.ArgumentTypeError(
+                f"every value must be {'0 or ' if zero else ''}above 0"
+            )
         return values
 
     return parse
@@ -169,8 +173,11 @@ def parser() -> argparse.ArgumentParser:
         "over TLS, grpc and grpc-stream at each round trip and loss, behind one link "
         "(root; services started for it; the network options give its rates)",
     )  # fmt: skip
-    sweep.add_argument("--sweep-rtt", type=_list(float), help="round trips, ms: 0,20,80,150")
-    sweep.add_argument("--sweep-loss", type=_list(float), help="loss each way, %%: 0,1,3")
+    sweep.add_argument("--sweep-rtt", type=_list(float, zero=True),
+                       help="round trips, ms: 0,20,80,150")  # fmt: skip
+    sweep.add_argument(
+        "--sweep-loss", type=_list(float, zero=True), help="loss each way, %%: 0,1,3"
+    )
     p.add_argument("--out", type=Path, help="output folder (default bench-results/<UTC time>)")
     p.add_argument("--seed", type=int, default=1)
     return p

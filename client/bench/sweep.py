@@ -166,6 +166,7 @@ def run(
                         point = point_rows(windows, config, model=model, level=level,
                                            encode_ms=0.0, floor=None)  # fmt: skip
                         for name, row in zip(windows, point, strict=True):
+                            row.pop("histogram", None)  # the percentiles are kept
                             row |= {"series": name, "rtt_ms": profile.rtt_ms,
                                     "loss_pct": profile.loss_pct,
                                     "link_rtt_ms": link["check"]["round_trip"]["measured_ms"]}  # type: ignore[index]  # fmt: skip
@@ -182,7 +183,7 @@ def _line(row: dict[str, Any]) -> str:
     latency = row["latency_ms"]
     return (f"{row['rtt_ms']:>5g} ms {row['loss_pct']:>3g} % c={row['level']:g} "
             f"{row['series']:>20}: p50 {latency['p50']:8.1f}  p99 {latency['p99']:8.1f}  "
-            f"{row['throughput']:7.1f}/s  n={row['count']}")  # fmt: skip
+            f"{row['throughput']:7.1f}/s  n={row['completed']}")  # fmt: skip
 
 
 def slope_rtts(rows: list[dict[str, Any]]) -> float | None:
@@ -234,7 +235,7 @@ def _cell(row: dict[str, Any]) -> str:
     latency = row["latency_ms"]
     mark = "" if row.get("stable") else "\\*"
     return (f"{latency['p50']:.1f} / {latency['p99']:.1f}, {row['throughput']:.1f}/s, "
-            f"n={row['count']}{mark}")  # fmt: skip
+            f"n={row['completed']}{mark}")  # fmt: skip
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

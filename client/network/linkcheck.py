@@ -46,7 +46,7 @@ RATE_BYTES, OVERDRIVE, MIN_RATE_DATAGRAMS, MAX_RATE_DATAGRAMS = 1400, 1.5, 50, 1
 TOLERANCE = 0.2
 #: A round trip agrees within this fraction of the setting, or RTT_FLOOR_MS,
 #: whichever is larger (plus the jitter), over the engine's own at 0 ms.
-RTT_TOLERANCE, RTT_FLOOR_MS = 0.1, 1.0
+RTT_TOLERANCE, RTT_FLOOR_MS = 0.1, 2.0
 CONNECTS = 5
 #: The loss probe: datagrams each way and their payload; paced to at most LOSS_SHARE
 #: of the direction's rate so that no queue overflows (a drop must be the profile's).

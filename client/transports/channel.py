@@ -47,11 +47,18 @@ def balanced_target(target: str) -> tuple[str, list[tuple[str, str]]]:
     return target, []
 
 
+#: A channel that keeps its connections to itself. grpc shares connections between the
+#: channels of a process (a global subchannel pool): a "new" channel to a target that
+#: another channel is connected to rides that channel's connection, with no handshake.
+OWN_CONNECTIONS = ("grpc.use_local_subchannel_pool", 1)
+
+
 def open_channel(
-    target: str, *, tls: bool = False, ca_file: Path | str | None = None
+    target: str, *, tls: bool = False, ca_file: Path | str | None = None, own: bool = False
 ) -> grpc.Channel:
+    """``own``: its connections its own (``OWN_CONNECTIONS``), for a new connection."""
     target, balancing = balanced_target(target)
-    options = [*OPTIONS, *balancing]
+    options = [*OPTIONS, *balancing, *([OWN_CONNECTIONS] if own else [])]
     if tls or ca_file is not None:
         roots = read_ca_file(ca_file) if ca_file is not None else None
         credentials = grpc.ssl_channel_credentials(root_certificates=roots)
@@ -75,10 +82,10 @@ class GrpcChannel:
         new_connection: bool = False,
     ) -> None:
         self._address = target, tls, ca_file
+        self._new_connection = new_connection
         self._channel = self._make_channel()
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._timeout = timeout
-        self._new_connection = new_connection
         self._bind()
 
     def _bind(self) -> None:
@@ -86,7 +93,7 @@ class GrpcChannel:
 
     def _make_channel(self) -> grpc.Channel:
         target, tls, ca_file = self._address
-        return open_channel(target, tls=tls, ca_file=ca_file)
+        return open_channel(target, tls=tls, ca_file=ca_file, own=self._new_connection)
 
     def _fresh_channel(self) -> None:
         """With ``new_connection``: this call's own channel (the last one is closed)."""

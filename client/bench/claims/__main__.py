@@ -22,6 +22,7 @@ from client.bench import machine
 from client.bench.claims import CLAIMS, experiments, report
 from client.bench.claims.stage import stage
 from client.bench.claims.verdicts import RULES, Verdict
+from client.network import linkcheck
 
 
 def write(out: Path, document: dict[str, Any]) -> dict[str, Verdict]:
@@ -60,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"experiment: {name}")
             results[name] = getattr(experiments, name)(places, plan)
         described = {name: place.describe for name, place in places.places.items()}
-        missing = {k: v for k, v in places.missing.items() if k != "delayed"}
-        delayed = places.missing.get("delayed")
+        missing = dict(places.missing)
+        engine, checks = places.engine, places.checks
     results["haar_against_echo"] = experiments.haar_against_echo(results["rest_against_grpc"])  # type: ignore[arg-type]
+    results["link_checks"] = checks
     conditions = [
         f"Run {datetime.now(UTC).isoformat(timespec='seconds')} on {machine.cpu_model()} "
         f"({machine.describe()['cores']} cores): the services and facewire's Python client "
@@ -70,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *[f"- **{name}:** {text}" for name, text in described.items()],
         *[f"- **{name}:** not measured: {why}" for name, why in missing.items()],
+        *[f"- **{name}, link check:** {linkcheck.LinkCheck.from_dict(check).describe()}"
+          for name, check in checks.items()],
         "- **Delay and loss:** "
-        + ("a round trip on the delayed link (connections and multiplexing); no loss." if
-           delayed is None else
-           f"not measured: {delayed}; the links here shape bandwidth only. Experiments that "
-           "depend on a round trip (connection reuse across a long path, multiplexing with "
-           "delay) are therefore measured without one, and packet loss not at all."),
+        + (f"made by {engine} on the delayed links (round trip in the connection, "
+           "multiplexing, slow-start and loss experiments; loss only in the last)."
+           if engine is not None else "not measured: no link could be made (see above)."),
         "- **Connections:** kept alive, one per client thread, except where an experiment "
         "says otherwise.",
     ]  # fmt: skip

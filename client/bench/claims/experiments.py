@@ -11,7 +11,8 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, cast
 
 import cv2
@@ -42,11 +43,15 @@ class Plan:
     window_s: float = 2.0
     windows: int = 3
     frames: int = 6
+    #: Requests a camera sends at 1 frame per second (the idle case of slow start).
+    idle_requests: int = 10
+    #: Seconds of load per protocol at each loss.
+    loss_s: float = 8.0
 
     @classmethod
     def quick(cls) -> Plan:
         return cls(echo_requests=20, haar_requests=3, shaped_requests=2, window_s=0.5,
-                   windows=1, frames=2)  # fmt: skip
+                   windows=1, frames=2, idle_requests=2, loss_s=1.0)  # fmt: skip
 
 
 def frames(plan: Plan, size: tuple[int, int] = (1280, 720), quality: int = 90) -> list[bytes]:
@@ -240,14 +245,16 @@ def data_volume(stage: Stage, plan: Plan) -> Data:
 
 #: Experiments in the order make claims runs them.
 ORDER = ("payload_forms", "codec_costs", "rest_against_grpc", "header_bytes", "streaming",
-         "data_volume", "multiplexing", "connections")  # fmt: skip
+         "data_volume", "multiplexing", "connections", "slow_start", "loss")  # fmt: skip
+#: Requests in flight in the multiplexing and loss experiments.
+IN_FLIGHT = 8
 
 
 def multiplexing(stage: Stage, plan: Plan) -> Data:
-    """Four requests in flight over one HTTP/2 connection (one gRPC channel shared by
-    four threads) against four HTTP/1.1 connections (REST, one per thread) and four
+    """Eight requests in flight over one HTTP/2 connection (one gRPC channel shared by
+    eight threads) against eight HTTP/1.1 connections (REST, one per thread) and eight
     gRPC channels; echo and haar, windows alternating; on loopback and across a round
-    trip where the kernel has netem."""
+    trip."""
     out: Data = {}
     for place_name in ("loopback", "delayed"):
         if place_name in stage.places:
@@ -262,16 +269,17 @@ def _multiplexed(place: Place, plan: Plan) -> Data:
     images = frames(plan)
     out: Data = {}
     for model in ("echo", "haar"):
-        rates: dict[str, list[float]] = {"rest, 4 connections": [], "grpc, 4 channels": [],
+        rates: dict[str, list[float]] = {f"rest, {IN_FLIGHT} connections": [],
+                                         f"grpc, {IN_FLIGHT} channels": [],
                                          "grpc, 1 shared channel": []}  # fmt: skip
         for k in range(plan.windows + 1):
             for name in rates:
                 protocol: ProtocolName = "rest" if name.startswith("rest") else "grpc"
                 if "shared" in name:
                     shared = place.transport(protocol)
-                    clients = [shared] * 4
+                    clients = [shared] * IN_FLIGHT
                 else:
-                    clients = [place.transport(protocol) for _ in range(4)]
+                    clients = [place.transport(protocol) for _ in range(IN_FLIGHT)]
                 try:
                     answered, seconds = _threads(clients, images, model, plan.window_s)
                 finally:
@@ -287,14 +295,24 @@ def _threads(
     clients: list[Transport], images: list[bytes], model: str, seconds: float
 ) -> tuple[int, float]:
     """Each client in its own thread, closed loop, for ``seconds``: answers, and time."""
-    answered = [0] * len(clients)
+    latencies, seconds_taken = _timed_threads(clients, images, model, seconds)
+    return len(latencies), seconds_taken
+
+
+def _timed_threads(
+    clients: list[Transport], images: list[bytes], model: str, seconds: float
+) -> tuple[list[float], float]:
+    """Each client in its own thread, closed loop, for ``seconds``: every answer's
+    latency (ms), and the time taken."""
+    latencies: list[list[float]] = [[] for _ in clients]
     deadline = time.perf_counter() + seconds
 
     def loop(i: int) -> None:
         n = 0
         while time.perf_counter() < deadline:
-            clients[i].detect(images[n % len(images)], model=model, save=False, frame_id="")
-            answered[i] += 1
+            reply = clients[i].detect(images[n % len(images)], model=model, save=False,
+                                      frame_id="")  # fmt: skip
+            latencies[i].append(reply.latency_ms)
             n += 1
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(clients))]
@@ -303,16 +321,17 @@ def _threads(
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(answered), time.perf_counter() - start
+    return [ms for mine in latencies for ms in mine], time.perf_counter() - start
 
 
 def connections(stage: Stage, plan: Plan) -> Data:
     """A new connection per request against one kept alive, REST and unary gRPC, with
-    TLS off and on, and across a round trip where the kernel has netem; echo,
-    alternating (the kept-alive client as the baseline)."""
+    TLS off and on, on loopback and across a round trip; echo, alternating (the
+    kept-alive client as the baseline). Across the round trip, the new connection's cost
+    in round trips of the link (TCP's handshake is one, TLS 1.3's another)."""
     out: Data = {}
     images = frames(plan)
-    for place_name in ("loopback", "loopback TLS", "delayed"):
+    for place_name in ("loopback", "loopback TLS", "delayed", "delayed TLS"):
         if place_name not in stage.places:
             out[place_name] = {"missing": stage.missing.get(place_name, "not set up")}
             continue
@@ -323,11 +342,108 @@ def connections(stage: Stage, plan: Plan) -> Data:
                 "new connection": place.transport(protocol, new_connection=True),
             }
             try:
-                taken = alternate(clients, images, "echo", max(20, plan.echo_requests // 4))
+                count = (
+                    plan.shaped_requests * 3 if place.rtt_ms else max(20, plan.echo_requests // 4)
+                )
+                taken = alternate(clients, images, "echo", count)
             finally:
                 for client in clients.values():
                     client.close()
-            out[f"{place_name} {protocol}"] = _summary(taken, "kept alive")
+            row = _summary(taken, "kept alive")
+            if place.rtt_ms:
+                row["rtt_ms"] = round(place.rtt_ms, 2)
+                cost = row["new connection"]["minus_baseline_ms"]
+                row["round_trips"] = [round(v / place.rtt_ms, 2) for v in cost]
+            out[f"{place_name} {protocol}"] = row
+    return out
+
+
+def slow_start(stage: Stage, plan: Plan) -> Data:
+    """A camera at 30 frames per second against one at 1, across the round trip, each
+    on one connection kept alive (REST and gRPC, echo, 1280×720): after an idle second
+    Linux restarts TCP's congestion window (``net.ipv4.tcp_slow_start_after_idle``), so
+    each frame pays the slow start again; at 30 fps the window stays open."""
+    if "delayed" not in stage.places:
+        return {"missing": stage.missing.get("delayed", "not set up")}
+    place = stage.places["delayed"]
+    images = frames(plan)
+    out: Data = {"link": place.describe, "rtt_ms": place.rtt_ms,
+                 "tcp_slow_start_after_idle": _sysctl("net/ipv4/tcp_slow_start_after_idle"),
+                 "image_bytes": round(statistics.fmean(map(len, images)))}  # fmt: skip
+    for protocol in ("rest", "grpc"):
+        for fps, count in ((30.0, max(30, plan.idle_requests * 3)), (1.0, plan.idle_requests)):
+            transport = place.transport(protocol)
+            try:
+                transport.detect(images[0], model="echo", save=False, frame_id="warm")
+                times = _paced(transport, images, fps, count)
+            finally:
+                transport.close()
+            p50 = statistics.median(times)
+            out[f"{protocol} {fps:g} fps"] = {
+                "p50_ms": round(p50, 2), "requests": count,
+                "round_trips": round(p50 / place.rtt_ms, 2) if place.rtt_ms else None}  # fmt: skip
+    return out
+
+
+def _paced(transport: Transport, images: list[bytes], fps: float, count: int) -> list[float]:
+    """``count`` requests, one every 1/``fps`` seconds (as a camera sends), the first one
+    interval after the last request: latencies."""
+    times = []
+    start = time.perf_counter()
+    for n in range(count):
+        wait = start + (n + 1) / fps - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)  # a camera's frame interval: the point of the experiment
+        reply = transport.detect(images[n % len(images)], model="echo", save=False, frame_id="")
+        times.append(reply.latency_ms)
+    return times
+
+
+def _sysctl(name: str) -> str:
+    try:
+        return Path(f"/proc/sys/{name}").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def loss(stage: Stage, plan: Plan) -> Data:
+    """Eight requests in flight across the round trip with 1 % and 3 % loss each way:
+    one HTTP/2 connection (a gRPC channel shared by eight threads) against eight
+    HTTP/1.1 connections (REST, one per thread); echo; p50, p99 and answers per second.
+    A lost packet holds up everything behind it on its TCP connection: on one shared
+    connection, every stream."""
+    if "delayed" not in stage.places:
+        return {"missing": stage.missing.get("delayed", "not set up")}
+    place = stage.places["delayed"]
+    network = place.network
+    assert network is not None  # the delayed place is behind a link
+    original = network.profile
+    images = frames(plan)
+    out: Data = {"link": place.describe, "rtt_ms": place.rtt_ms}
+    try:
+        for loss_pct in (1.0, 3.0):
+            network.reshape(replace(original, loss_pct=loss_pct))
+            pairs: tuple[tuple[str, ProtocolName, bool], ...] = (
+                (f"rest, {IN_FLIGHT} connections", "rest", False),
+                ("grpc, 1 shared channel", "grpc", True),
+            )
+            for name, protocol, shared in pairs:
+                one = place.transport(protocol) if shared else None
+                clients = [one or place.transport(protocol) for _ in range(IN_FLIGHT)]
+                try:
+                    latencies, seconds = _timed_threads(clients, images, "echo", plan.loss_s)
+                finally:
+                    for client in set(clients):
+                        client.close()
+                ordered = sorted(latencies)
+                out[f"{loss_pct:g} % {name}"] = {
+                    "p50_ms": round(statistics.median(ordered), 2),
+                    "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
+                    "per_second": round(len(ordered) / seconds, 1),
+                    "requests": len(ordered),
+                }
+    finally:
+        network.reshape(original)
     return out
 
 

@@ -86,7 +86,7 @@ def experiments(results: Data) -> list[str]:
                       [[r["size"], r["quality"], r["image_bytes"], r["rest_p50_ms"],
                         r["grpc_p50_ms"], _interval(r["grpc_minus_rest_ms"])]
                        for r in data["rows"]])  # fmt: skip
-    out += ["### Four in flight: one HTTP/2 connection against four (answers/s)", ""]
+    out += ["### Eight in flight: one HTTP/2 connection against eight (answers/s)", ""]
     for place, mux in results["multiplexing"].items():
         if "missing" in mux:
             out += [f"{place}: not measured ({mux['missing']})", ""]
@@ -98,12 +98,37 @@ def experiments(results: Data) -> list[str]:
     rows = []
     for key, v in results["connections"].items():
         if "missing" in v:
-            rows.append([key, "–", "–", f"not measured: {v['missing']}"])
+            rows.append([key, "–", "–", f"not measured: {v['missing']}", "–"])
         else:
+            trips = v.get("round_trips")
             rows.append([key, v["kept alive"]["p50_ms"], v["new connection"]["p50_ms"],
-                         _interval(v["new connection"]["minus_baseline_ms"])])  # fmt: skip
+                         _interval(v["new connection"]["minus_baseline_ms"]),
+                         "–" if trips is None else f"{trips[0]:.2f} ({trips[1]:.2f} to "
+                         f"{trips[2]:.2f})"])  # fmt: skip
     out += _table(["where, protocol", "kept alive p50 ms", "new connection p50 ms",
-                   "the new connection's cost, ms (95 %)"], rows)  # fmt: skip
+                   "the new connection's cost, ms (95 %)", "in round trips"], rows)  # fmt: skip
+    idle = results.get("slow_start", {})
+    out += ["### A camera at 30 frames per second against one at 1 (echo, across the round "
+            "trip, one connection kept alive)", ""]  # fmt: skip
+    if "missing" in idle:
+        out += [f"Not measured: {idle['missing']}", ""]
+    elif idle:
+        out += [f"{idle['link']}; measured round trip {idle['rtt_ms']:.1f} ms; "
+                f"net.ipv4.tcp_slow_start_after_idle = {idle['tcp_slow_start_after_idle']}; "
+                f"{idle['image_bytes']} bytes a frame.", ""]  # fmt: skip
+        out += _table(["protocol, camera", "p50 ms", "round trips", "requests"],
+                      [[k, v["p50_ms"], v["round_trips"], v["requests"]]
+                       for k, v in idle.items() if isinstance(v, dict)])  # fmt: skip
+    lossy = results.get("loss", {})
+    out += ["### Loss: eight in flight on one HTTP/2 connection against eight HTTP/1.1 "
+            "connections (echo)", ""]  # fmt: skip
+    if "missing" in lossy:
+        out += [f"Not measured: {lossy['missing']}", ""]
+    elif lossy:
+        out += [f"{lossy['link']}; measured round trip {lossy['rtt_ms']:.1f} ms.", ""]
+        out += _table(["loss each way, connections", "p50 ms", "p99 ms", "answers/s", "requests"],
+                      [[k, v["p50_ms"], v["p99_ms"], v["per_second"], v["requests"]]
+                       for k, v in lossy.items() if isinstance(v, dict)])  # fmt: skip
     return out
 
 

@@ -2,7 +2,9 @@
 them (``python -m facewire.serve``): on loopback in clear, on loopback with TLS (a
 self-signed certificate made for the run), and, with root, behind links in network
 namespaces: one not shaped (so the veth counters give the bytes each request puts on
-the wire), one rate-limited and, where the kernel has netem, one with a round trip.
+the wire), one rate-limited, and two with a round trip (in clear and with TLS), made by
+netem where the kernel has it and by wirefilter where it does not. Each shaped link is
+checked before the experiments (its measured round trip is what they count in).
 """
 
 from __future__ import annotations
@@ -14,26 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.bench.servers import self_signed_certificate
-from client.network.namespace import (
-    NetworkError,
-    ServiceNetwork,
-    netem_available,
-    require_root,
-)
-from client.network.profiles import Profile, resolve
+from client.network import linkcheck
+from client.network.namespace import NetworkError, ServiceNetwork, preflight, require_root
+from client.network.profiles import Profile, ProfileError, resolve
 from client.processes import Child, free_port
 from client.transports import ProtocolName, Transport, TransportError, make_transport
 
-#: The rate-limited link: WebPageTest's FIOS (20 Mbit/s down, 5 up, 4 ms), its round trip
-#: left out where the kernel has no netem.
+#: The rate-limited link: WebPageTest's FIOS (20 Mbit/s down, 5 up, 4 ms).
 RATE_LIMITED = "fios"
 #: A link that shapes nothing: a veth pair whose counters see every byte on the wire.
 UNSHAPED = Profile("veth", None, None, source="a veth pair, not shaped")
-#: Where the kernel has netem: a round trip alone, bandwidth not shaped (the 40 ms of
-#: comcast's "WIFI (good)"), for what connection reuse and multiplexing do across one.
+#: A round trip alone, bandwidth not shaped (the 40 ms of comcast's "WIFI (good)"), for
+#: what connection reuse, multiplexing, idle connections and loss do across one.
 DELAYED = Profile("delayed", None, None, rtt_ms=40, source="comcast's WIFI (good) round trip")
-NO_NETEM = ("this kernel has no netem (the sch_netem qdisc), so no round trip can be put "
-            "between client and services")  # fmt: skip
 
 
 @dataclass
@@ -46,6 +41,8 @@ class Place:
     ca_file: Path | None = None
     network: ServiceNetwork | None = None
     describe: str = ""
+    #: The link's round trip as its check measured it (None: loopback).
+    rtt_ms: float | None = None
 
     def transport(self, protocol: ProtocolName, *, new_connection: bool = False) -> Transport:
         return make_transport(protocol, self.rest_url, self.grpc_target, token="",
@@ -57,7 +54,9 @@ class Stage:
     places: dict[str, Place] = field(default_factory=dict)
     #: What could not be set up, and why (an experiment that needs it says so).
     missing: dict[str, str] = field(default_factory=dict)
-    netem: bool = False
+    #: What makes the shaped links' delay (netem or wirefilter), and each one's check.
+    engine: str | None = None
+    checks: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 def _answers(place: Place) -> bool:
@@ -109,24 +108,38 @@ def stage(rate_limited: Profile | None = None) -> Iterator[Stage]:
             built.places[name] = stack.enter_context(_services(place, env, folder))
         try:
             require_root()
-        except NetworkError as error:
-            for name in ("veth", "rate-limited", "delayed"):
+            built.engine = preflight(DELAYED)
+        except (NetworkError, ProfileError) as error:
+            for name in ("veth", "rate-limited", "delayed", "delayed TLS"):
                 built.missing[name] = str(error)
         else:
-            built.netem = netem_available()
-            limited = rate_limited or resolve(RATE_LIMITED, rate_only=not built.netem)
-            links = [("veth", UNSHAPED), ("rate-limited", limited)]
-            if built.netem:
-                links.append(("delayed", DELAYED))
-            else:
-                built.missing["delayed"] = NO_NETEM
-            for index, (name, profile) in enumerate(links, start=1):
-                network = stack.enter_context(ServiceNetwork(profile, index))
-                env = {**base, "FACEWIRE_HOST": network.service_ip,
+            limited = rate_limited or resolve(RATE_LIMITED)
+            delay = built.engine or "auto"
+            links = [
+                ("veth", UNSHAPED, "netem", False),
+                ("rate-limited", limited, delay, False),
+                ("delayed", DELAYED, delay, False),
+                ("delayed TLS", DELAYED, delay, True),
+            ]
+            for index, (name, profile, engine, tls) in enumerate(links, start=1):
+                network = stack.enter_context(ServiceNetwork(profile, index, engine))
+                host = network.service_ip
+                env = {**base, "FACEWIRE_HOST": host,
                        "FACEWIRE_REST_PORT": "8001", "FACEWIRE_GRPC_PORT": "50051"}  # fmt: skip
-                place = Place(name, f"http://{network.service_ip}:8001",
-                              f"{network.service_ip}:50051", network=network,
-                              describe=profile.describe())  # fmt: skip
+                place = Place(name, f"http://{host}:8001", f"{host}:50051", network=network,
+                              describe=f"{profile.describe()}; {network.engine}")  # fmt: skip
+                if tls:
+                    own = folder / name.replace(" ", "-")
+                    own.mkdir(exist_ok=True)
+                    cert, key = self_signed_certificate(own, host)
+                    env |= {"FACEWIRE_TLS_CERT_FILE": str(cert), "FACEWIRE_TLS_KEY_FILE": str(key)}
+                    place.rest_url = place.rest_url.replace("http://", "https://")
+                    place.ca_file = cert
+                    place.describe += ", TLS (self-signed, RSA 2048)"
+                if profile.shaped:
+                    checked = linkcheck.check(network)
+                    built.checks[name] = checked.as_dict()
+                    place.rtt_ms = checked.round_trip.measured_ms
                 built.places[name] = stack.enter_context(_services(place, env, folder))
         yield built
 

@@ -81,6 +81,16 @@ def ten_times(results: Data) -> Verdict:
                and "missing" in v]  # fmt: skip
     if missing:
         reasons.append(f"Not measured: {', '.join(missing)} (needs root for a network namespace).")
+    worst = _worst_case(results)
+    if worst is not None:
+        ratio, rtt = worst
+        reasons.append(
+            f"Across a {rtt:.0f} ms round trip, REST opening a new connection for every request "
+            f"against gRPC on a kept-alive channel: {ratio:.2f} times (echo p50s)."
+        )
+        if ratio >= 10:
+            return Verdict("holds only when", ["REST opens a new connection for every request "
+                                               "across a long round trip.", *reasons])  # fmt: skip
     if ratios and max(ratios.values()) >= 10:
         return Verdict("holds", reasons)
     reasons.append(
@@ -90,6 +100,16 @@ def ten_times(results: Data) -> Verdict:
         "connections experiment), or JSON with base64 against protobuf."
     )
     return Verdict("does not hold", reasons)
+
+
+def _worst_case(results: Data) -> tuple[float, float] | None:
+    """REST with a new connection per request ÷ gRPC kept alive, across the round trip
+    (the connections experiment), and that round trip; None where not measured."""
+    rest, grpc = (results["connections"].get(f"delayed {p}", {}) for p in ("rest", "grpc"))
+    if "new connection" not in rest or "kept alive" not in grpc:
+        return None
+    ratio = rest["new connection"]["p50_ms"] / grpc["kept alive"]["p50_ms"]
+    return ratio, float(rest["rtt_ms"])
 
 
 def headers(results: Data) -> Verdict:
@@ -112,6 +132,21 @@ def headers(results: Data) -> Verdict:
         f"connection per request cost REST {_ms(rest_tls)} and gRPC {_ms(grpc_tls)} per "
         "echo request over keeping one."
     )
+    far = [(p, tls.get(f"delayed TLS {p}", {})) for p in ("rest", "grpc")]
+    if all("round_trips" in row for _, row in far):
+        reasons.append(
+            f"Across a {far[0][1]['rtt_ms']:.0f} ms round trip, a new TLS connection per request "
+            "cost " + " and ".join(f"{p.upper() if p == 'rest' else 'gRPC'} "
+                                   f"{row['round_trips'][0]:.1f} round trips"
+                                   for p, row in far)
+            + " (TCP's handshake is one, TLS 1.3's another; the rest is slow start on a new "
+            "connection), against "
+            + " and ".join(f"{row['round_trips'][0]:.1f}"
+                           for _, row in (("rest", tls.get("delayed rest", {})),
+                                          ("grpc", tls.get("delayed grpc", {})))
+                           if "round_trips" in row)
+            + " without TLS."
+        )  # fmt: skip
     if overhead["grpc"] < overhead["rest"]:
         return Verdict("holds only when", ["it is about header bytes (HPACK compresses them); "
                                            "'much safer' is not measurable as a protocol "
@@ -137,7 +172,12 @@ def streaming(results: Data) -> Verdict:
         "REST over HTTP/1.1 is request and response; facewire's REST service offers no "
         "WebSocket or server-sent events, which would be REST's own ways to stream.",
     ]
-    return Verdict("holds", reasons)
+    if _sign(echo) <= 0 and four["grpc-stream"] >= four["grpc"]:
+        return Verdict("holds", [*reasons, "The stream answered echo no later than unary calls "
+                                 "and carried at least as many answers per second."])  # fmt: skip
+    return Verdict("holds only when", [
+        "it is about what gRPC can do: a bidirectional stream exists, but here it was not "
+        "faster than unary calls (see below).", *reasons])  # fmt: skip
 
 
 def latency(results: Data) -> Verdict:
@@ -153,6 +193,7 @@ def latency(results: Data) -> Verdict:
             name = f"{place} {row['size']} q{row['quality']}"
             sign = _sign(row["grpc_minus_rest_ms"])
             (faster if sign < 0 else slower if sign > 0 else same).append(name)
+    _round_trip_rows(results, faster, slower, same)
     reasons = [
         f"gRPC faster: {', '.join(faster) or 'nowhere'}.",
         f"gRPC slower: {', '.join(slower) or 'nowhere'}.",
@@ -182,6 +223,42 @@ def latency(results: Data) -> Verdict:
         "is no sign of a consistent difference."
     )
     return Verdict("does not hold", reasons)
+
+
+#: Comparisons without an interval (throughput, p99 under loss, slow start): a
+#: difference smaller than this fraction is called no difference.
+MARGIN = 0.1
+
+
+def _round_trip_rows(results: Data, faster: list[str], slower: list[str], same: list[str]) -> None:
+    """The experiments across the round trip, each put with faster, slower or the same
+    (gRPC against REST, by MARGIN): eight in flight (answers per second, gRPC's one
+    shared channel against REST's eight connections), loss (p99, the same pair), and a
+    camera at 1 frame per second (p50: slow start after idle)."""
+
+    def put(name: str, grpc: float, rest: float, lower_is_better: bool) -> None:
+        better = grpc < rest if lower_is_better else grpc > rest
+        if abs(grpc - rest) <= MARGIN * max(grpc, rest):
+            same.append(name)
+        else:
+            (faster if better else slower).append(name)
+
+    mux = results["multiplexing"].get("delayed", {})
+    for model in ("echo", "haar"):
+        if model in mux:
+            row = mux[model]
+            rest = next(v for k, v in row.items() if k.startswith("rest"))
+            put(f"delayed {model} eight in flight", row["grpc, 1 shared channel"], rest, False)
+    lossy = results.get("loss", {})
+    for key, row in lossy.items():
+        if key.endswith("grpc, 1 shared channel"):
+            percent = key.split(" %")[0]
+            rest = next(v for k, v in lossy.items() if k.startswith(f"{percent} % rest"))
+            put(f"delayed {percent} % loss p99", row["p99_ms"], rest["p99_ms"], True)
+    idle = results.get("slow_start", {})
+    if "grpc 1 fps" in idle:
+        put("delayed camera at 1 fps", idle["grpc 1 fps"]["p50_ms"], idle["rest 1 fps"]["p50_ms"],
+            True)  # fmt: skip
 
 
 def volume(results: Data) -> Verdict:
