@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from client.__main__ import main as client_main
+from client.network import linkcheck
 from client.network.namespace import NetworkError, ServiceNetwork, preflight, service_network
 from client.network.options import add_network_options, profile_from
 from client.network.profiles import ProfileError
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         with network_context as network:
             rest_url, grpc_target = addresses(Settings())
             with services(rest_url, grpc_target, network) as (rest_url, grpc_target):
+                if network is not None:
+                    linkcheck.record(network, lambda line: log.info("%s", line))
                 label = "loopback" if network is None else profile.label(network.engine)
                 common = ["--rest-url", rest_url, "--grpc-target", grpc_target, "--link", label,
                           *client_args]  # fmt: skip

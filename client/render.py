@@ -149,7 +149,7 @@ def render(view: View) -> Image:
 def _header(canvas: Image, view: View) -> None:
     size = "-" if view.frame_size is None else f"{view.frame_size[0]}x{view.frame_size[1]}"
     line = (
-        f"facewire   link {view.link}   mode {view.mode}   save {'ON' if view.save else 'off'}   "
+        f"facewire   mode {view.mode}   save {'ON' if view.save else 'off'}   "
         f"source {view.source}   frame {size}   JPEG q{view.jpeg_quality}   "
         f"model {view.model}   encode {_ms(view.encode_ms)} ms   display {view.display_fps:.0f} fps"
     )
@@ -159,8 +159,14 @@ def _header(canvas: Image, view: View) -> None:
         cv2.rectangle(canvas, (0, 0), (CANVAS_W - 1, HEADER_H - 1), BAD, 2)
     hotkeys_w = text_width(HOTKEYS) + 20
     _put(canvas, HOTKEYS, MARGIN, 46, width, DIM)
+    # What lies between client and services, right-aligned: loopback or a shaped link.
+    link = fit_text(f"link {view.link}", width - hotkeys_w)
+    link_w = text_width(link)
+    _put(canvas, link, CANVAS_W - MARGIN - link_w, 46, link_w + 1, TEXT if view.link == "loopback"
+         else WARN)  # fmt: skip
     if view.notice:
-        _put(canvas, view.notice, MARGIN + hotkeys_w, 46, width - hotkeys_w, WARN)
+        room = width - hotkeys_w - link_w - 20
+        _put(canvas, view.notice, MARGIN + hotkeys_w, 46, room, WARN)
 
 
 def _panel(canvas: Image, panel: PanelView, place: PanelLayout) -> None:

@@ -8,6 +8,8 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from facewire.children import spawn
+
 
 def available() -> bool:
     return shutil.which("Xvfb") is not None
@@ -22,9 +24,8 @@ def virtual_display(width: int = 1366, height: int = 768) -> Iterator[str]:
     # A fixed program and arguments; Xvfb is found on PATH like any X tool.
     command = ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24",
                "-nolisten", "tcp"]  # fmt: skip
-    xvfb = subprocess.Popen(  # noqa: S603
-        command, pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    xvfb = spawn(command, pass_fds=(write_end,), stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)  # fmt: skip
     os.close(write_end)
     try:
         with os.fdopen(read_end) as announced:

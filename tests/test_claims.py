@@ -79,7 +79,9 @@ def test_what_the_protocols_themselves_decide(claims: tuple[Path, dict]) -> None
 
 def test_across_the_round_trip(claims: tuple[Path, dict]) -> None:
     """The delayed experiments, in units of the link's own measured round trip: a new
-    connection costs at least TCP's handshake, a new TLS connection at least one more;
+    connection costs at least TCP's handshake, a new TLS connection at least half a round
+    trip more (TLS 1.3's handshake is one; gRPC's wait for the server's HTTP/2 SETTINGS,
+    a round trip in clear, overlaps it);
     every request takes at least one round trip; loss and idle cameras were measured."""
     results = claims[1]["results"]
     checks = results["link_checks"]
@@ -90,7 +92,7 @@ def test_across_the_round_trip(claims: tuple[Path, dict]) -> None:
         clear, secure = tls[f"delayed {protocol}"], tls[f"delayed TLS {protocol}"]
         assert clear["kept alive"]["p50_ms"] >= rtt
         assert clear["round_trips"][0] >= 0.9  # TCP's handshake
-        assert secure["round_trips"][0] >= clear["round_trips"][0] + 0.9  # and TLS's
+        assert secure["round_trips"][0] >= clear["round_trips"][0] + 0.5  # and TLS's
     idle = results["slow_start"]
     assert idle["tcp_slow_start_after_idle"] in {"0", "1"}
     for key in ("rest 30 fps", "rest 1 fps", "grpc 30 fps", "grpc 1 fps"):

@@ -329,3 +329,17 @@ def test_switching_a_protocol_back_on_does_not_spike_its_throughput() -> None:
     stats.activate()  # 1 -> 2 -> 1 within five seconds
     clock.now += 0.1
     assert stats.snapshot().throughput == 0.0  # nothing answered since it came back
+
+
+def test_the_header_names_the_link() -> None:
+    """Right-aligned on the header's second line, in the warning colour when shaped."""
+    from dataclasses import replace
+
+    from client.render import WARN
+
+    base = _view(("rest",), None)
+    shaped = render(replace(base, link="lte (12/12 Mbit/s, 70 ms; wirefilter)"))
+    plain = render(base)
+    corner = (slice(32, 52), slice(CANVAS_W - 300, CANVAS_W - 8))
+    assert not np.array_equal(shaped[corner], plain[corner])
+    assert np.any(np.all(shaped[corner] == WARN, axis=-1))

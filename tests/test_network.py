@@ -337,6 +337,7 @@ def test_make_run_headless_behind_a_link(tmp_path: Path) -> None:
     assert done.returncode == 0, out
     assert "starting both services behind lte: 12 Mbit/s down / 12 Mbit/s up, 70 ms RTT" in out
     assert "link: lte" in out
+    assert "link check: wirefilter: round trip" in out
     assert "wirefilter" in out
     for protocol in ("rest", "grpc", "grpc-stream"):
         assert f"│ {protocol} " in out

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from client.processes import free_port
+from facewire.children import spawn
 from facewire.children import stop as stop_process
 
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
@@ -100,10 +101,10 @@ class Nginx:
         self.fronts = Fronts(*(free_port() for _ in range(5)))
         conf = prefix / "nginx.conf"
         conf.write_text(config(prefix, rest, grpc, aged, self.fronts))
-        self.popen = subprocess.Popen(  # noqa: S603 (nginx, our own config)
-            [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        # SIGQUIT if this process dies: nginx's graceful stop.
+        self.popen = spawn([binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           death_signal=signal.SIGQUIT)  # fmt: skip
         self._wait_listening()
 
     def _wait_listening(self, timeout: float = 15.0) -> None:
