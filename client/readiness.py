@@ -3,10 +3,13 @@ service, checked the way their own health checks do, with the client's TLS trust
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.transports import ProtocolName, TransportError, make_transport
 from client.transports.base import ssl_context
 from client.transports.channel import open_channel
 from facewire.settings import Settings
@@ -41,3 +44,23 @@ def grpc_serving(target: str, tls: bool = False, timeout: float = 1.0) -> bool:
 def ready(rest_url: str, grpc_target: str) -> bool:
     """Both services ready (TLS follows the REST URL's scheme, as the transports do)."""
     return rest_ready(rest_url) and grpc_serving(grpc_target, tls=rest_url.startswith("https"))
+
+
+def answers(
+    rest_url: str,
+    grpc_target: str,
+    ca_file: Path | str | None = None,
+    protocols: tuple[ProtocolName, ...] = ("rest", "grpc"),
+) -> bool:
+    """Each of ``protocols`` answers an echo the way the client reaches it (TLS and a
+    certificate to trust included): ready, and reachable through whatever lies between
+    (a link, a proxy)."""
+    for protocol in protocols:
+        transport = make_transport(protocol, rest_url, grpc_target, token="", ca_file=ca_file)
+        try:
+            transport.detect(b"\xff\xd8\xff", model="echo", save=False, frame_id="ready")
+        except (TransportError, ValueError):
+            return False
+        finally:
+            transport.close()
+    return True

@@ -44,7 +44,8 @@ from client.network import linkcheck
 from client.network.namespace import ServiceNetwork, preflight
 from client.network.profiles import Profile
 from client.processes import Child
-from client.transports import ProtocolName, TransportError, make_transport
+from client.readiness import answers
+from client.transports import ProtocolName
 
 RESULTS_JSON, REPORT_MD, PLOT = "sweep.json", "sweep.md", "sweep-latency.png"
 #: (series, the load generator it runs on, protocol).
@@ -76,16 +77,7 @@ class Place:
 
 
 def _answers(place: Place) -> bool:
-    for protocol in ("rest", "grpc"):
-        transport = make_transport(protocol, place.rest_url, place.grpc_target, token="",
-                                   ca_file=place.ca_file)  # fmt: skip
-        try:
-            transport.detect(b"\xff\xd8\xff", model="echo", save=False, frame_id="ready")
-        except (TransportError, ValueError):
-            return False
-        finally:
-            transport.close()
-    return True
+    return answers(place.rest_url, place.grpc_target, place.ca_file)
 
 
 @contextlib.contextmanager

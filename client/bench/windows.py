@@ -35,7 +35,8 @@ from client.network import linkcheck
 from client.network.namespace import ENGINES, NetworkError, ServiceNetwork, preflight
 from client.network.profiles import Profile, ProfileError
 from client.processes import Child
-from client.transports import TransportError, make_transport
+from client.readiness import answers
+from client.transports import make_transport
 from facewire.settings import Settings
 
 RESULTS_JSON, REPORT_MD = "windows.json", "windows.md"
@@ -137,14 +138,7 @@ def measure(
 
 
 def _answers(target: str) -> bool:
-    transport = make_transport("grpc", "http://unused", target)
-    try:
-        transport.detect(b"\xff\xd8\xff", model="echo", save=False, frame_id="ready")
-    except (TransportError, ValueError):
-        return False
-    finally:
-        transport.close()
-    return True
+    return answers("http://unused", target, protocols=("grpc",))
 
 
 def verdicts(result: dict[str, Any]) -> list[str]:

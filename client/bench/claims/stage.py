@@ -20,7 +20,8 @@ from client.network import linkcheck
 from client.network.namespace import NetworkError, ServiceNetwork, preflight, require_root
 from client.network.profiles import Profile, ProfileError, resolve
 from client.processes import Child, free_port
-from client.transports import ProtocolName, Transport, TransportError, make_transport
+from client.readiness import answers
+from client.transports import ProtocolName, Transport, make_transport
 
 #: The rate-limited link: WebPageTest's FIOS (20 Mbit/s down, 5 up, 4 ms).
 RATE_LIMITED = "fios"
@@ -60,17 +61,7 @@ class Stage:
 
 
 def _answers(place: Place) -> bool:
-    """Both services answer an echo: ready, and reachable the way the client reaches
-    them (TLS included)."""
-    for protocol in ("rest", "grpc"):
-        transport = place.transport(protocol)
-        try:
-            transport.detect(b"\xff\xd8\xff", model="echo", save=False, frame_id="ready")
-        except (TransportError, ValueError):
-            return False
-        finally:
-            transport.close()
-    return True
+    return answers(place.rest_url, place.grpc_target, place.ca_file)
 
 
 @contextlib.contextmanager
