@@ -321,9 +321,11 @@ def run_link_sweep(
     sweep.write(result, out)
     console.print(sweep.report(result))
     console.print(f"results in {out}/ ({sweep.RESULTS_JSON}, {sweep.REPORT_MD}, {sweep.PLOT})")
-    errors = sum(int(p["error_count"]) for p in found["points"])
+    # Under loss a request can time out (a SYN lost three times is 7 s): data, reported
+    # per cell. Without loss, a failed request is a fault of the run.
+    errors = sum(int(p["error_count"]) for p in found["points"] if not p["loss_pct"])
     if errors:
-        console.print(f"[red]facewire bench: {errors} requests failed; see the errors column[/red]")
+        console.print(f"[red]facewire bench: {errors} requests failed with no loss[/red]")
         return 1
     return 0
 

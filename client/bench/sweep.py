@@ -56,6 +56,8 @@ SERIES: list[tuple[str, str, ProtocolName]] = [
     ("grpc", "clear", "grpc"),
     ("grpc-stream", "clear", "grpc-stream"),
 ]
+#: The REST services' keep-alive in a sweep: longer than a series waits for its turn.
+KEEP_ALIVE_S = 120
 #: Ports inside the link's namespace: the clear pair, and the TLS pair.
 CLEAR_PORTS, TLS_PORTS = (8001, 50051), (8443, 50443)
 
@@ -85,8 +87,12 @@ def _services(network: ServiceNetwork, folder: Path) -> Iterator[tuple[Place, Pl
     """Both pairs of services inside ``network``'s namespace, until the block ends."""
     host = network.service_ip
     cert, key = self_signed_certificate(folder, host)
+    # Series take turns window by window, so each connection idles while the others
+    # run (about 8 s); uvicorn's default keep-alive (5 s) would close REST's kept-alive
+    # connection in between, which a camera sending continuously never sees.
     base = {"FACEWIRE_HOST": host, "FACEWIRE_LOG_LEVEL": "warning",
-            "FACEWIRE_STORAGE_DIR": str(folder / "storage")}  # fmt: skip
+            "FACEWIRE_STORAGE_DIR": str(folder / "storage"),
+            "FACEWIRE_KEEP_ALIVE_S": str(KEEP_ALIVE_S)}  # fmt: skip
     clear = Place(f"http://{host}:{CLEAR_PORTS[0]}", f"{host}:{CLEAR_PORTS[1]}")
     tls = Place(f"https://{host}:{TLS_PORTS[0]}", f"{host}:{TLS_PORTS[1]}", str(cert))
     envs = [
@@ -217,17 +223,20 @@ def report(result: dict[str, Any]) -> str:
                     lines.append(f"| {series} | " + " | ".join(cells)
                                  + f" | {'–' if slope is None else f'{slope:.2f}'} |")  # fmt: skip
                 lines.append("")
-    lines.append("Each cell: p50 / p99 ms, answers per second, and the answers counted "
-                 "(the last stable windows); \\* marks a point whose windows were not "
-                 "stable within ±10 %.")  # fmt: skip
+    lines.append(
+        "Each cell: p50 / p99 ms, answers per second, and the answers counted (the last "
+        "stable windows; requests that failed, a timeout after 10 s, said so); \\* marks "
+        "a point whose windows were not stable within ±10 %."
+    )
     return "\n".join(lines) + "\n"
 
 
 def _cell(row: dict[str, Any]) -> str:
     latency = row["latency_ms"]
     mark = "" if row.get("stable") else "\\*"
+    errors = f", {row['error_count']} failed" if row["error_count"] else ""
     return (f"{latency['p50']:.1f} / {latency['p99']:.1f}, {row['throughput']:.1f}/s, "
-            f"n={row['completed']}{mark}")  # fmt: skip
+            f"n={row['completed']}{errors}{mark}")  # fmt: skip
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
