@@ -25,7 +25,7 @@ import cv2
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from client.bench import machine, report
+from client.bench import machine, report, sweep
 from client.bench.floor import measure_floor
 from client.bench.h2load import H2loadError
 from client.bench.runner import BenchConfig, config_dict, run_sweep
@@ -301,8 +301,6 @@ def run_link_sweep(
     console: Console,
 ) -> int:
     """``--sweep-rtt``/``--sweep-loss``: client.bench.sweep, its results in ``out``."""
-    from client.bench import sweep
-
     started = time.time()
     try:
         found = sweep.run(config, frames, profile_from(args), list(args.sweep_rtt or (0.0,)),
@@ -342,7 +340,10 @@ def _measure(
     """The sweep, against the services given, or started here (behind ``network`` when
     there is one): its points, and the link check."""
     rest_url, grpc_target = args.rest_url, args.grpc_target
-    env: dict[str, str] = {}
+    # Series take turns window by window, so a connection idles while the others run;
+    # uvicorn's default keep-alive (5 s) would close REST's "kept-alive" connection
+    # between its windows, which a client sending continuously never sees.
+    env: dict[str, str] = {"FACEWIRE_KEEP_ALIVE_S": str(sweep.KEEP_ALIVE_S)}
     metrics: tuple[str, str] | None = None
     if "h2load" in config.generators and args.start_services:
         env["FACEWIRE_GRPC_METRICS_PORT"] = str(free_port())
@@ -396,8 +397,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         folder = Path(argv[1])
         if (folder / "sweep.json").exists():
-            from client.bench import sweep
-
             result = json.loads((folder / sweep.RESULTS_JSON).read_text())
             sweep.write(result, folder)
             console.print(sweep.report(result))

@@ -25,16 +25,25 @@ from client.bench.claims.verdicts import RULES, Verdict
 from client.network import linkcheck
 
 
+def decide(document: dict[str, Any]) -> dict[str, Verdict]:
+    """Each claim's verdict from the document's results, by the rules as they are now."""
+    return {claim.key: RULES[claim.key](document["results"]) for claim in CLAIMS}
+
+
+def render(document: dict[str, Any]) -> str:
+    """claims.md from the document alone (docs/claims.md quotes it)."""
+    return report.markdown(document["results"], decide(document), document["conditions"])
+
+
 def write(out: Path, document: dict[str, Any]) -> dict[str, Verdict]:
     """claims.json, claims.md and sizes.png in ``out``, the verdicts decided from the
     document's results (so a rebuilt report follows the rules as they are now)."""
-    results = document["results"]
-    verdicts = {claim.key: RULES[claim.key](results) for claim in CLAIMS}
+    verdicts = decide(document)
     document["verdicts"] = {k: v.__dict__ for k, v in verdicts.items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "claims.json").write_text(json.dumps(document, indent=1) + "\n")
-    report.plot_sizes(results, out / "sizes.png")
-    (out / "claims.md").write_text(report.markdown(results, verdicts, document["conditions"]))
+    report.plot_sizes(document["results"], out / "sizes.png")
+    (out / "claims.md").write_text(render(document))
     return verdicts
 
 
