@@ -47,7 +47,7 @@ TOLERANCE = 0.2
 #: A round trip agrees within this fraction of the setting, or RTT_FLOOR_MS,
 #: whichever is larger (plus the jitter), over the engine's own at 0 ms.
 RTT_TOLERANCE, RTT_FLOOR_MS = 0.1, 2.0
-CONNECTS = 5
+CONNECTS = 7
 #: The loss probe: datagrams each way and their payload; paced to at most LOSS_SHARE
 #: of the direction's rate so that no queue overflows (a drop must be the profile's).
 DATAGRAMS, DATAGRAM_BYTES, WIRE_OVERHEAD = 1000, 64, 42

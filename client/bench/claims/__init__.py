@@ -24,13 +24,14 @@ CLAIMS = (
     Claim("binary", "gRPC uses binary payloads, which are efficient to create and parse",
           SEED_DEMO, ("payload_forms", "codec_costs")),
     Claim("ten-times", "10 times faster message transmission compared to REST API",
-          SEED_DEMO, ("rest_against_grpc",)),
+          SEED_DEMO, ("rest_against_grpc", "connections")),
     Claim("headers", "HTTP/2 … compresses the header … is much safer",
           SEED_DEMO, ("header_bytes", "connections")),
     Claim("streaming", "Bi-directional streaming is possible in gRPC, which is not the case "
           "with REST API", SEED_DEMO, ("streaming",)),
     Claim("latency", "gRPC usually has lower latency because of binary Protobuf and HTTP/2",
-          SEED_LAB, ("rest_against_grpc", "data_volume", "multiplexing", "haar_against_echo")),
+          SEED_LAB, ("rest_against_grpc", "data_volume", "multiplexing", "slow_start", "loss",
+                     "haar_against_echo")),
     Claim("volume", "gRPC is ideal for high data volume", SEED_DEMO + " (its point on "
           "Protocol Buffers and network efficiency)", ("data_volume",)),
 )  # fmt: skip

@@ -43,7 +43,9 @@ def write(out: Path, document: dict[str, Any]) -> dict[str, Verdict]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "claims.json").write_text(json.dumps(document, indent=1) + "\n")
     report.plot_sizes(document["results"], out / "sizes.png")
-    (out / "claims.md").write_text(render(document))
+    (out / "claims.md").write_text(
+        render(document) + "\n![Latency against image size](sizes.png)\n"
+    )
     return verdicts
 
 

@@ -148,7 +148,6 @@ def markdown(results: Data, verdicts: dict[str, Verdict], conditions: list[str])
         reasons = verdict.reasons[1:] if verdict.status == "holds only when" else verdict.reasons
         out += [f"- {reason}" for reason in reasons] + [""]
     out += experiments(results)
-    out += ["![Latency against image size](sizes.png)", ""]
     return "\n".join(out)
 
 
