@@ -106,7 +106,12 @@ def _read_cache() -> dict[str, dict[str, object]]:
     return loaded if isinstance(loaded, dict) else {}
 
 
+#: This process's limits by machine key: the cache file is read once, not per link.
+_KNOWN: dict[str, EngineLimits] = {}
+
+
 def remember(limits: EngineLimits) -> None:
+    _KNOWN[limits.machine] = limits
     cached = _read_cache()
     cached[limits.machine] = asdict(limits)
     CACHE.parent.mkdir(parents=True, exist_ok=True)
@@ -116,10 +121,14 @@ def remember(limits: EngineLimits) -> None:
 def known(engine: str) -> EngineLimits:
     """The engine's limits on this machine: from the cache, or measured now (a few
     seconds) and kept."""
-    saved = _read_cache().get(machine_key(engine))
+    key = machine_key(engine)
+    if key in _KNOWN:
+        return _KNOWN[key]
+    saved = _read_cache().get(key)
     if saved is not None:
         try:
-            return EngineLimits(**saved)  # type: ignore[arg-type]
+            _KNOWN[key] = EngineLimits(**saved)  # type: ignore[arg-type]
+            return _KNOWN[key]
         except TypeError:
             pass  # an older layout: measure again
     limits = measure(engine)

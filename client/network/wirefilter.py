@@ -18,6 +18,7 @@ is stopped through its three children, by PID: it reaps them and exits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -202,6 +203,7 @@ def _running(pid: int) -> bool:
     return True
 
 
+@functools.cache
 def version() -> str:
     """vde2's wirefilter version, as Debian packages it (for the record)."""
     done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "vde-wirefilter"],  # noqa: S607

@@ -108,28 +108,38 @@ def experiments(results: Data) -> list[str]:
     out += _table(["where, protocol", "kept alive p50 ms", "new connection p50 ms",
                    "the new connection's cost, ms (95 %)", "in round trips"], rows)  # fmt: skip
     idle = results.get("slow_start", {})
-    out += ["### A camera at 30 frames per second against one at 1 (echo, across the round "
-            "trip, one connection kept alive)", ""]  # fmt: skip
-    if "missing" in idle:
-        out += [f"Not measured: {idle['missing']}", ""]
-    elif idle:
-        out += [f"{idle['link']}; measured round trip {idle['rtt_ms']:.1f} ms; "
-                f"net.ipv4.tcp_slow_start_after_idle = {idle['tcp_slow_start_after_idle']}; "
-                f"{idle['image_bytes']} bytes a frame.", ""]  # fmt: skip
-        out += _table(["protocol, camera", "p50 ms", "round trips", "requests"],
-                      [[k, v["p50_ms"], v["round_trips"], v["requests"]]
-                       for k, v in idle.items() if isinstance(v, dict)])  # fmt: skip
-    lossy = results.get("loss", {})
-    out += ["### Loss: eight in flight on one HTTP/2 connection against eight HTTP/1.1 "
-            "connections (echo)", ""]  # fmt: skip
-    if "missing" in lossy:
-        out += [f"Not measured: {lossy['missing']}", ""]
-    elif lossy:
-        out += [f"{lossy['link']}; measured round trip {lossy['rtt_ms']:.1f} ms.", ""]
-        out += _table(["loss each way, connections", "p50 ms", "p99 ms", "answers/s", "requests"],
-                      [[k, v["p50_ms"], v["p99_ms"], v["per_second"], v["requests"]]
-                       for k, v in lossy.items() if isinstance(v, dict)])  # fmt: skip
+    out += _rows_across(
+        "A camera at 30 frames per second against one at 1 (echo, across the round trip, "
+        "one connection kept alive)", idle,
+        f"net.ipv4.tcp_slow_start_after_idle = {idle.get('tcp_slow_start_after_idle')}; "
+        f"{idle.get('image_bytes')} bytes a frame.",
+        {"protocol, camera": "", "p50 ms": "p50_ms", "round trips": "round_trips",
+         "requests": "requests"},
+    )  # fmt: skip
+    out += _rows_across(
+        "Loss: eight in flight on one HTTP/2 connection against eight HTTP/1.1 connections "
+        "(echo)", results.get("loss", {}), "",
+        {"loss each way, connections": "", "p50 ms": "p50_ms", "p99 ms": "p99_ms",
+         "answers/s": "per_second", "requests": "requests"},
+    )  # fmt: skip
     return out
+
+
+def _rows_across(title: str, data: Data, note: str, columns: dict[str, str]) -> list[str]:
+    """An experiment across the round trip: its heading, its link and measured round
+    trip (and ``note``), and a row per entry; ``columns`` map headings to fields, the
+    first to the entry's name."""
+    out = [f"### {title}", ""]
+    if "missing" in data:
+        return [*out, f"Not measured: {data['missing']}", ""]
+    if not data:
+        return out
+    out += [f"{data['link']}; measured round trip {data['rtt_ms']:.1f} ms. {note}".rstrip(), ""]
+    fields = list(columns.values())[1:]
+    rows = [
+        [name, *(row[f] for f in fields)] for name, row in data.items() if isinstance(row, dict)
+    ]
+    return out + _table(list(columns), rows)
 
 
 def markdown(results: Data, verdicts: dict[str, Verdict], conditions: list[str]) -> str:
