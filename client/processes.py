@@ -52,7 +52,9 @@ class Child:
     """``python -m module *args`` with ``env`` added (and ``unset`` removed); its output
     goes to ``log`` (a file of its own when not named), or with ``terminal``, to this
     process's own terminal, for a person to watch. ``prefix`` runs it through another
-    command first (``ip netns exec NAME``: inside a network namespace)."""
+    command first (``ip netns exec NAME``: inside a network namespace); ``command``
+    runs that instead of ``python -m module`` (``make serve``: a make target as a user
+    runs it), ``module`` then naming it in messages."""
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class Child:
         unset: Sequence[str] = (),
         cwd: Path | None = None,
         prefix: Sequence[str] = (),
+        command: Sequence[str] | None = None,
     ) -> None:
         self.module = module
         self.log = None if terminal else log or _default_log(module)
@@ -75,7 +78,7 @@ class Child:
             out = None if self.log is None else files.enter_context(open(self.log, "wb"))
             # Settings travel in the environment; the child dies with this process.
             self.popen = spawn(
-                [*prefix, sys.executable, "-m", module, *args],
+                [*prefix, *(command or (sys.executable, "-m", module, *args))],
                 env=full_env,
                 cwd=cwd,
                 stdin=None,

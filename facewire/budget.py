@@ -4,9 +4,22 @@ Each transport holds an upload whole before the pipeline sees it, and the in-fli
 counts requests, not bytes: 32 uploads of 8 MiB at once held 250 MiB (REST) and 620 MiB
 (gRPC, which holds a message in several copies). A request reserves what it may hold
 before its body or message is read, keeps the real size once it has arrived, and gives
-it back when it ends. One that finds no room within ``upload_budget_wait_s`` is refused
-with its upload unread (``BudgetSpent``): its sender is held by flow control meanwhile.
-Both services use this one mechanism (rest_service.body, grpc_service.budget).
+it back when it ends. Both services use this one mechanism (rest_service.body,
+grpc_service.admission).
+
+Three rules keep large or slow uploads from starving small ones:
+
+- **Large uploads share part of the budget.** A reservation over an eighth of the
+  budget is *large*; large ones together hold at most three quarters of it, so the
+  rest always has room for ordinary frames (tens to hundreds of KB).
+- **Few wait.** At most ``max_waiting`` requests wait for room, each at most
+  ``wait_s``; beyond either, ``BudgetSpent`` (503 / RESOURCE_EXHAUSTED) with the upload
+  unread. A waiting gRPC call holds its stream window unread, so this bounds that too.
+- **One upload is always let in** when nothing is held, however large, so that the
+  budget can never refuse them all.
+
+How long an admitted upload may take to arrive is each transport's deadline
+(``body_timeout_s``).
 """
 
 from __future__ import annotations
@@ -17,6 +30,11 @@ from collections.abc import Callable
 from facewire.errors import Overloaded
 from facewire.settings import MiB
 
+#: A reservation over this share of the budget is large.
+LARGE_FRACTION = 1 / 8
+#: Large reservations together hold at most this share of the budget.
+LARGE_SHARE = 3 / 4
+
 
 class BudgetSpent(Overloaded):
     """No room in the upload budget: retry shortly (503 / RESOURCE_EXHAUSTED)."""
@@ -25,24 +43,38 @@ class BudgetSpent(Overloaded):
 class UploadBudget:
     """Bytes reserved for uploads, on the service's event loop (so no lock)."""
 
-    def __init__(self, budget: int, wait_s: float) -> None:
+    def __init__(self, budget: int, wait_s: float, max_waiting: int = 16) -> None:
         self.budget = budget
         self.wait_s = wait_s
+        self.max_waiting = max_waiting
+        self.large_bytes = int(budget * LARGE_FRACTION)
+        self.large_room = int(budget * LARGE_SHARE)
         self.reserved = 0
+        self.reserved_large = 0
         self._waiters: list[asyncio.Future[None]] = []
+
+    def fits(self, size: int) -> bool:
+        if self.reserved == 0:
+            return True
+        if self.reserved + size > self.budget:
+            return False
+        return size <= self.large_bytes or self.reserved_large + size <= self.large_room
+
+    def try_reserve(self, size: int) -> Lease | None:
+        """A lease of ``size`` bytes when there is room now (no waiting, no coroutine)."""
+        return Lease(self, size) if self.fits(size) else None
 
     async def reserve(self, size: int, wait_s: float | None = -1.0) -> Lease:
         """A lease of ``size`` bytes, waiting up to ``wait_s`` (the budget's own wait by
-        default; None: as long as it takes) for room; BudgetSpent after that. One upload
-        is always let in, however large, so that the budget can never refuse them all."""
-
-        def fits() -> bool:
-            return self.reserved == 0 or self.reserved + size <= self.budget
-
-        wait = self.wait_s if wait_s is not None and wait_s < 0 else wait_s
-        if not fits() and not await self._wait_until(fits, wait):  # no timer when it fits
+        default; None: as long as it takes) for room; BudgetSpent after that, or at once
+        when ``max_waiting`` requests already wait."""
+        if self.fits(size):  # no timer when it fits
+            return Lease(self, size)
+        if len(self._waiters) >= self.max_waiting:
             raise BudgetSpent(self.refusal())
-        self.reserved += size
+        wait = self.wait_s if wait_s is not None and wait_s < 0 else wait_s
+        if not await self._wait_until(lambda: self.fits(size), wait):
+            raise BudgetSpent(self.refusal())
         return Lease(self, size)
 
     async def room(self) -> None:
@@ -51,7 +83,6 @@ class UploadBudget:
 
     def hold(self, size: int) -> Lease:
         """A lease for an upload already received, of its size."""
-        self.reserved += size
         return Lease(self, size)
 
     def refusal(self) -> str:
@@ -78,8 +109,15 @@ class UploadBudget:
             return False
         return True
 
+    def _take(self, size: int) -> None:
+        self.reserved += size
+        if size > self.large_bytes:
+            self.reserved_large += size
+
     def _give_back(self, size: int) -> None:
         self.reserved -= size
+        if size > self.large_bytes:
+            self.reserved_large -= size
         if size > 0:
             for waiter in self._waiters:
                 if not waiter.done():
@@ -90,13 +128,18 @@ class Lease:
     """One request's share of the budget; resized once its upload's real size is known,
     given back once, when the request ends."""
 
+    __slots__ = ("budget", "size")
+
     def __init__(self, budget: UploadBudget, size: int) -> None:
+        budget._take(size)
         self.budget = budget
         self.size = size
 
     def resize(self, size: int) -> None:
-        self.budget._give_back(self.size - size)
-        self.size = size
+        if size != self.size:
+            self.budget._take(size)
+            self.budget._give_back(self.size)
+            self.size = size
 
     def release(self) -> None:
         size, self.size = self.size, 0

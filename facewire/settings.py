@@ -111,6 +111,16 @@ class Settings(BaseSettings):
     max_streams: PositiveInt = Field(
         64, description="gRPC: streams open at once; beyond it, RESOURCE_EXHAUSTED."
     )
+    max_streams_per_connection: PositiveInt = Field(
+        32,
+        description="gRPC: streams one connection may hold open at once; beyond it, "
+        "RESOURCE_EXHAUSTED (so one client cannot take every stream slot).",
+    )
+    stream_idle_timeout_s: PositiveFloat = Field(
+        60.0,
+        description="gRPC: seconds a stream may go without a message before it is ended "
+        "(DEADLINE_EXCEEDED), giving back its slot.",
+    )
     max_connections: PositiveInt = Field(
         1000,
         description="Connections one service process keeps open; beyond it, new ones are "
@@ -132,8 +142,10 @@ class Settings(BaseSettings):
         "connections: a request reserves what it may hold (REST: its Content-Length; gRPC: "
         "the message limit) before it is read, then its real size, until it ends; one "
         "that finds no room within upload_budget_wait_s is refused (503 / "
-        "RESOURCE_EXHAUSTED), unread. gRPC streams read their next frame only while there "
-        "is room.",
+        "RESOURCE_EXHAUSTED), unread. Uploads over an eighth of it may together hold three "
+        "quarters of it; the rest is kept for ordinary frames. gRPC calls reserve their "
+        "connection's largest message so far (the message limit on a new connection); "
+        "streams read their next frame only while there is room.",
     )
     upload_budget_wait_s: float = Field(
         1.0, ge=0, description="Seconds a request may wait for room in the upload budget."
@@ -170,7 +182,9 @@ class Settings(BaseSettings):
         10.0, description="REST: seconds a request's headers may take to arrive (else 408)."
     )
     body_timeout_s: PositiveFloat = Field(
-        30.0, description="REST: seconds a request's body may take to arrive (else 408)."
+        30.0,
+        description="Seconds a request's body (REST: else 408) or, once admitted, a gRPC "
+        "call's message (else DEADLINE_EXCEEDED) may take to arrive.",
     )
     keep_alive_s: PositiveFloat = Field(
         5.0, description="REST: seconds an idle keep-alive connection stays open."

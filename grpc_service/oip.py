@@ -21,6 +21,7 @@ from facewire.errors import FacewireError, InvalidInput
 from facewire.oip.v2 import grpc_predict_v2_pb2 as pb
 from facewire.wire.v2_proto import request_to_inputs, result_to_response
 from grpc_service import registration
+from grpc_service.admission import Admission
 from grpc_service.errors import grpc_status, refuse
 from grpc_service.registration import Malformed
 from grpc_service.streams import StreamSlots, send
@@ -143,6 +144,6 @@ async def _model_or_abort(name: str, version: str, context: Context) -> None:
         await context.abort(grpc_status(exc), exc.message)
 
 
-def register(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+def register(servicer: InferenceServicer, server: grpc.aio.Server, admission: Admission) -> None:
     """Every method of the service, requests parsed leniently (``registration``)."""
-    registration.register(server, SERVICE, pb, servicer)
+    registration.register(server, SERVICE, pb, servicer, admission)

@@ -5,7 +5,9 @@ message that does not parse would end the call (or a whole stream) with UNKNOWN.
 it becomes a ``Malformed`` value instead, which the servicer answers with a clean
 INVALID_ARGUMENT, or with an in-stream error while the stream goes on. Otherwise this
 is what the generated ``add_*Servicer_to_server`` does, for unary and bidirectional
-methods alike.
+methods alike, but that each method's upload is admitted into the service's budget
+first (grpc_service.admission: unary methods are served as stream-unary handlers for
+that, the same frames on the wire).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
+
+from grpc_service.admission import Admission
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +45,21 @@ def lenient(kind: type[Message]) -> Callable[[bytes], Message | Malformed]:
     return parse
 
 
-def register(
-    server: grpc.aio.Server, service: ServiceDescriptor, messages: ModuleType, servicer: Any
-) -> None:
+def register(server: grpc.aio.Server, service: ServiceDescriptor, messages: ModuleType,
+             servicer: Any, admission: Admission) -> None:  # fmt: skip
     """Every method of ``service`` (from the generated module ``messages``), served by
-    the servicer's method of the same name."""
+    the servicer's method of the same name, its uploads admitted by ``admission``."""
     handlers = {}
     for method in service.methods:
         if method.client_streaming != method.server_streaming:
             raise ValueError(f"{method.full_name}: only unary and bidirectional methods")
-        make = (
-            grpc.stream_stream_rpc_method_handler
-            if method.client_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
+        behaviour = getattr(servicer, method.name)
+        if method.client_streaming:
+            make, behaviour = grpc.stream_stream_rpc_method_handler, admission.stream(behaviour)
+        else:
+            make, behaviour = grpc.stream_unary_rpc_method_handler, admission.unary(behaviour)
         handlers[method.name] = make(
-            getattr(servicer, method.name),
+            behaviour,
             request_deserializer=lenient(getattr(messages, method.input_type.name)),
             response_serializer=getattr(messages, method.output_type.name).SerializeToString,
         )

@@ -15,13 +15,13 @@ from grpc_reflection.v1alpha import reflection
 from facewire import logs
 from facewire.budget import UploadBudget
 from facewire.dataplane import DataPlane
-from facewire.settings import Settings, url_host
+from facewire.settings import MiB, Settings, url_host
 from facewire.storage import storage_problem
 from facewire.tls import tls_problem
 from facewire.v1 import face_detection_pb2 as pb
 from grpc_service import oip, registration
+from grpc_service.admission import Admission
 from grpc_service.auth import BearerAuthInterceptor
-from grpc_service.budget import BudgetInterceptor
 from grpc_service.metrics_http import MetricsHttp
 from grpc_service.servicer import FaceDetectionServicer
 from grpc_service.streams import StreamSlots
@@ -39,6 +39,9 @@ CLOSE_TIMEOUT_S = 1.0
 #: SETTLE_MAX_S, within the grace period), before grpc stops: see GrpcService._settle.
 SETTLE_TICK_S = 0.05
 SETTLE_MAX_S = 2.0
+#: See server_options.
+PENDING_CALLS = 100
+PENDING_CALL_S = 1
 
 
 @dataclass
@@ -140,6 +143,11 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         *window_options(settings.grpc_stream_window_bytes),
         ("grpc.max_allowed_incoming_connections", settings.max_connections),
         ("grpc.server_handshake_timeout_ms", int(settings.handshake_timeout_s * 1000)),
+        # Calls grpc core holds until the Python server takes them: past this many, those
+        # waiting over a second are cancelled, so that a flood of calls (Rapid Reset's
+        # streams) cannot queue an ordinary call for seconds behind it.
+        ("grpc.server.max_pending_requests", PENDING_CALLS),
+        ("grpc.server_max_unrequested_time_in_server", PENDING_CALL_S),
         *age,
     ]
 
@@ -155,20 +163,30 @@ def window_options(window: int) -> list[tuple[str, int]]:
     return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", window)]
 
 
+def max_waiting(settings: Settings) -> int:
+    """Calls that may wait for room in the upload budget: each holds up to a stream
+    window unread, so together at most the budget again."""
+    window = settings.grpc_stream_window_bytes or 4 * MiB  # grpc's own: 4 MiB and up
+    return max(1, settings.upload_budget_bytes // window)
+
+
 def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
     """The server, bound (TLS only when the settings have a certificate and key)."""
     # Messages over the limit are refused by grpc from their length prefix, unread;
-    # those under it are counted against the message budget before grpc reads them.
-    budget = UploadBudget(settings.upload_budget_bytes, settings.upload_budget_wait_s)
-    interceptors: list[grpc.aio.ServerInterceptor] = [
-        BudgetInterceptor(budget, settings.grpc_message_limit_bytes)
-    ]
+    # those under it are admitted into the upload budget before they are read.
+    budget = UploadBudget(settings.upload_budget_bytes, settings.upload_budget_wait_s,
+                          max_waiting(settings))  # fmt: skip
+    admission = Admission(budget, settings.grpc_message_limit_bytes, settings.body_timeout_s,
+                          settings.stream_idle_timeout_s, settings.max_connections)  # fmt: skip
+    interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.auth_token is not None:
         interceptors.append(BearerAuthInterceptor(settings.auth_token.get_secret_value()))
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
-    streams = StreamSlots(settings.max_streams)  # shared by both stream methods
-    registration.register(server, SERVICE, pb, FaceDetectionServicer(dataplane, streams))
-    oip.register(oip.InferenceServicer(dataplane, streams), server)
+    # Shared by both stream methods.
+    streams = StreamSlots(settings.max_streams, settings.max_streams_per_connection)
+    servicer = FaceDetectionServicer(dataplane, streams)
+    registration.register(server, SERVICE, pb, servicer, admission)
+    oip.register(oip.InferenceServicer(dataplane, streams), server, admission)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -40,14 +40,15 @@ def docker_engine() -> Iterator[None]:
         yield
         return
     started = subprocess.run(
-        ["./scripts/docker-engine.sh", "start"], cwd=ROOT, capture_output=True, text=True
+        ["make", "--no-print-directory", "docker-engine"], cwd=ROOT, capture_output=True, text=True
     )
     if started.returncode != 0:
         raise RuntimeError(f"no Docker engine, and none could be started:\n{started.stderr}")
     try:
         yield
     finally:
-        subprocess.run(["./scripts/docker-engine.sh", "stop"], cwd=ROOT, check=False)
+        subprocess.run(["make", "--no-print-directory", "docker-engine-stop"], cwd=ROOT,
+                       check=False)  # fmt: skip
 
 
 def copy_checkout(destination: Path) -> Path:

@@ -21,6 +21,7 @@ from client.bench.runner import LoadPool
 from client.processes import free_port
 from client.sources import SampleSource
 from facewire.settings import Settings
+from tests.make import make_results
 from tests.servers import ROOT, ServiceProcess, rest_server
 
 QUICK = ("--window", "0.4", "--max-windows", "3", "--warmup", "0.2", "--frames", "4")
@@ -233,16 +234,10 @@ def test_a_stalled_server_shows_in_p99_under_open_loop_load(tmp_path: Path) -> N
 
 
 def test_make_perf_quick_measures_every_target(tmp_path: Path) -> None:
-    """`make perf ARGS=--quick`, as CI runs it: every target gets a value (the values
-    themselves mean little at this size, and no test ever judges a speed)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "client.bench.perf", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    """`make perf ARGS=--quick`, as CI runs it, into its default perf-results/<time>/:
+    every target gets a value (the values themselves mean little at this size, and no
+    test ever judges a speed)."""
+    done, tmp_path = make_results("perf", "perf-results", tmp_path, ["--quick"], timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "perf.json").read_text())
     measured = {(row["target"], row["protocol"]) for row in report["targets"]}
@@ -252,6 +247,7 @@ def test_make_perf_quick_measures_every_target(tmp_path: Path) -> None:
         *(("P3", p) for p in ("rest", "grpc", "grpc-stream")),
         *(("P4", p) for p in ("rest", "grpc")),
         *(("P4 CPU", p) for p in ("rest", "grpc")),
+        ("P4 budget", "grpc"),
         ("P5", "all"),
         ("P6", "window fps"),
         ("P6", "rest overlay updates/s"),
@@ -272,3 +268,4 @@ def test_make_perf_quick_measures_every_target(tmp_path: Path) -> None:
         assert agreement["identical"] <= agreement["close"] <= agreement["frames"]
     assert report["unmet_conditions"] == {}
     assert "| P1 | rest |" in (tmp_path / "perf.md").read_text()
+    assert report["measured"]["P4 inline"].keys() == {"rest", "grpc"}  # beside P4

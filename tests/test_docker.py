@@ -24,6 +24,7 @@ from client.sources import open_source
 from client.transports import PROTOCOLS, make_transport
 from tests.compose_stack import SERVICES, Stack, copy_checkout, docker_engine, new_stack
 from tests.gui_session import drive_gui
+from tests.make import make_results
 from tests.servers import ROOT, wait_for
 from tests.xdisplay import Screen, virtual_display
 
@@ -203,9 +204,8 @@ def test_make_perf_against_the_containers(stack: Stack, tmp_path: Path) -> None:
 
 
 def test_make_docker_bench_measures_the_three_ways(stack: Stack, tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "client.bench.placement", "--echo-requests", "40",
-            "--haar-requests", "3", "--out", str(tmp_path)]  # fmt: skip
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    args = ["--echo-requests", "40", "--haar-requests", "3"]  # its default bench-results/
+    done, tmp_path = make_results("docker-bench", "bench-results", tmp_path, args)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "placement.json").read_text())
     assert report["errors"] == {}
@@ -231,6 +231,16 @@ def test_make_docker_down_drains_both_and_exits_0(stack: Stack) -> None:
     assert "rest exited 0, grpc exited 0" in down.stdout
     for container in containers.values():
         assert stack.run("docker", "inspect", container).returncode != 0  # removed
+
+
+def test_make_docker_smoke_answers_saves_and_drains(stack: Stack) -> None:
+    """After docker-down: the smoke target brings the stack up again, sends one saved
+    frame per protocol, audits the storage and takes it down (the copy has no venv of
+    its own: the checkout's runs the script's Python)."""
+    env = {**stack.env, "PY": str(ROOT / ".venv" / "bin" / "python")}
+    done = stack.run("make", "--no-print-directory", "docker-smoke", timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "docker-smoke: OK" in done.stdout
 
 
 def test_plain_compose_up_refuses_storage_it_cannot_use(stack: Stack) -> None:

@@ -12,6 +12,7 @@ from client.gui import TITLE
 from client.processes import free_port
 from client.readiness import ready
 from tests.gui_session import drive_gui
+from tests.make import MakeProcess
 from tests.servers import ServiceProcess, wait_for
 from tests.xdisplay import Screen, virtual_display
 
@@ -41,8 +42,8 @@ def test_both_hosts_down_the_window_stays_responsive(screen: Screen) -> None:
     dead = f"127.0.0.1:{port}"
     args = ("--source", "sample", "--mode", "both", "--rest-url", f"http://{dead}",
             "--grpc-target", dead)  # fmt: skip
-    with ServiceProcess("client", screen.env, args) as gui:
-        gui.wait_for_output("window open")
+    with MakeProcess("gui", screen.env, args) as gui:  # as a user runs it
+        gui.wait_for_output("window open", timeout=60)
         gui.wait_for_output("rest: unreachable")
         gui.wait_for_output("grpc: unreachable")
         window = screen.window(TITLE)
@@ -84,8 +85,8 @@ def test_make_run_with_a_display_opens_the_gui_and_stops_the_services(
 
 def test_make_run_without_a_display_runs_a_headless_comparison(tmp_path: Path) -> None:
     env = lab_env(tmp_path)
-    with ServiceProcess("client.lab", env, unset=("DISPLAY", "WAYLAND_DISPLAY")) as lab:
-        assert lab.process.wait(180) == 0, lab.output
+    with MakeProcess("run", env, unset=("DISPLAY", "WAYLAND_DISPLAY")) as lab:  # `make run`
+        assert lab.process.wait(240) == 0, lab.output
     out = lab.output
     assert "no display" in out
     for protocol in ("rest", "grpc", "grpc-stream"):

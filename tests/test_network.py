@@ -18,6 +18,7 @@ import pytest
 from client.network import limits, linkcheck, wirefilter
 from client.network.namespace import ServiceNetwork, netem_available, remove_stale
 from client.network.profiles import PROFILES, Profile, ProfileError, resolve, tc_commands
+from tests.make import make_results
 from tests.servers import ROOT, wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -262,9 +263,8 @@ def test_a_profile_the_kernel_or_engine_cannot_make_refuses_in_one_line(tmp_path
 def test_make_linkcheck_checks_a_profile_and_refuses_what_the_engine_cannot_carry(
     tmp_path: Path,
 ) -> None:
-    argv = [sys.executable, "-m", "client.network", "--link-engine", "wirefilter",
-            "--network", "lte", "--network", "lan", "--out", str(tmp_path)]  # fmt: skip
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    args = ["--link-engine", "wirefilter", "--network", "lte", "--network", "lan"]
+    done, tmp_path = make_results("linkcheck", "linkcheck-results", tmp_path, args, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "linkcheck.json").read_text())
     carried = result["limits"]["wirefilter"]["max_mbit"] * limits.CARRY_SHARE  # this run's

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from facewire.settings import Settings
+from tests.make import make
 from tests.servers import ROOT
 
 pytestmark = pytest.mark.unit
@@ -98,18 +99,10 @@ def test_make_fuzz_runs_briefly_without_a_crash(tmp_path: Path) -> None:
 
     libFuzzer reads its memory as the process's peak resident size (ru_maxrss), which
     Linux carries over from the parent through fork and exec: started from pytest
-    itself, the fuzzer would begin at pytest's own peak (over 1 GiB by now). A shell in
-    between forks it from a small process instead (the ``; exit`` keeps the shell from
-    exec-ing it in place)."""
-    fuzzer = [sys.executable, str(ROOT / "fuzz" / "fuzz_decode.py"), "-runs=20000", "-seed=1",
-              "-rss_limit_mb=1024", f"-artifact_prefix={tmp_path}/"]  # fmt: skip
-    done = subprocess.run(
-        ["sh", "-c", '"$@"; exit $?', "fuzz", *fuzzer],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )  # fmt: skip
+    itself, the fuzzer would begin at pytest's own peak (over 1 GiB by now); make, in
+    between, forks it from a small process instead."""
+    fuzzer = ["-runs=20000", "-seed=1", "-rss_limit_mb=1024", f"-artifact_prefix={tmp_path}/"]
+    done = make("fuzz", fuzzer, timeout=300)  # make forks the fuzzer: a small parent
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Done 20000 runs" in done.stderr
     assert list(tmp_path.iterdir()) == []  # no crashing input was written

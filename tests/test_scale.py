@@ -5,24 +5,21 @@ replica read from each replica's own /metrics."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.make import make_results
+
 
 @pytest.fixture(scope="module")
 def scale_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One quick run as ``make scale`` starts it: no --out, so the default, relative
-    ``scale-results/<time>`` under the working directory (nginx once doubled a relative
-    prefix); its results folder."""
-    cwd = tmp_path_factory.mktemp("scale")
-    done = subprocess.run([sys.executable, "-m", "client.scale", "--quick"],
-                          cwd=cwd, capture_output=True, text=True, timeout=300)  # fmt: skip
+    """One quick run of ``make scale``: no --out, so the default, relative
+    ``scale-results/<time>`` (nginx once doubled a relative prefix); its results folder."""
+    done, out = make_results("scale", "scale-results", tmp_path_factory.mktemp("scale"),
+                             ["--quick"], timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    (out,) = (cwd / "scale-results").iterdir()
     return out
 
 

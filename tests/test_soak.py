@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from client.transports import ALL_PROTOCOLS
-from tests.servers import ROOT
+from tests.make import make_results
 
 
 def test_a_short_soak_loses_nothing_and_answers_everything(tmp_path: Path) -> None:
-    out = tmp_path / "soak"
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "client.bench.soak", "--duration", "20", "--interval", "4"),
-            *("--rate", "3", "--save-every", "3", "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    """``make soak`` with a short duration, into its default soak-results/<time>/."""
+    args = ["--duration", "20", "--interval", "4", "--rate", "3", "--save-every", "3"]
+    done, out = make_results("soak", "soak-results", tmp_path, args, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((out / "soak.json").read_text())
     assert result["passed"]

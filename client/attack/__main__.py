@@ -12,14 +12,17 @@ from pathlib import Path
 from rich.console import Console
 
 from client.attack.attacks import ATTACKS, Scale
-from client.attack.suite import run, table, write
+from client.attack.suite import document, run, table, write
 from client.attack.versions import outdated
 from client.bench import FACE
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m client.attack", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=6.0, help="each attack's length")
+    parser.add_argument(
+        "--seconds", type=float, default=17.0,
+        help="each attack's length (17: over 500 samples a row, for a p99)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="short and light: for the tests")
     parser.add_argument("--only", help=f"comma-separated, of: {', '.join(ATTACKS)}")
     parser.add_argument("--out", type=Path, help="default attack-results/<time>")
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = Scale.quick() if args.quick else Scale()
     report = run(out / "work", FACE.read_bytes(), args.seconds, scale, only, console.print)
     write(report, out)
-    console.print(table(report), markup=False, highlight=False)
+    console.print(table(document(report)), markup=False, highlight=False)
     console.print(f"results in {out}/ (attack.md, attack.json)")
     return 0 if report.ok else 1
 

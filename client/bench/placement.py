@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -125,6 +126,11 @@ def markdown(table: list[dict[str, object]]) -> str:
                  _cost(row, "host network")]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def report(document: dict[str, Any]) -> str:
+    """placement.md's table from a run's placement.json (docs/docker.md quotes one)."""
+    return markdown(document["rows"])
 
 
 def _cost(row: dict[str, object], way: str) -> str:

@@ -11,9 +11,30 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from client.bench import FACE
 from client.scale.run import fleet, kill_one_under_load, proxy_costs, spreads
+
+
+def report(document: dict[str, Any]) -> str:
+    """scale.md's tables from a run's scale.json (docs/scaling.md quotes one)."""
+    lines = ["| how | protocol | requests per replica | shares | even | errors |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for s in document["spreads"]:
+        shares = " / ".join(f"{x:.0%}" for x in s["shares"])
+        lines.append(f"| {s['how']} | {s['protocol']} | {s['per_replica']} | {shares} | "
+                     f"{'yes' if s['even'] else 'no'} | {s['errors']} |")  # fmt: skip
+    lines += ["", "| protocol | direct p50 ms | through nginx p50 ms | the proxy's cost ms |",
+              "|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {c['protocol']} | {c['direct_p50_ms']:.3f} | {c['proxied_p50_ms']:.3f} | "
+              f"{c['cost_ms']:+.3f} |" for c in document["proxy_costs"]]  # fmt: skip
+    lines += ["", "| replica killed under load | answered (each saved) | errors the client saw |",
+              "|---|---|---|"]  # fmt: skip
+    lines += [f"| {f['protocol']} | {f['answered']} | {f['errors'] or 'none'} |"
+              for f in document["faults"]]  # fmt: skip
+    lines += ["", f"Audit of every replica's storage: {document['audit_problems'] or 'intact'}."]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,27 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         spread = spreads(replicas, seconds, frame)
         costs = proxy_costs(replicas, 100 if args.quick else 400, 3 if args.quick else 5, frame)
         faults, problems = kill_one_under_load(replicas, 3.0 if args.quick else 6.0, frame)
-    lines = ["| how | protocol | requests per replica | shares | even | errors |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for s in spread:
-        shares = " / ".join(f"{x:.0%}" for x in s.shares)
-        lines.append(f"| {s.how} | {s.protocol} | {s.per_replica} | {shares} | "
-                     f"{'yes' if s.even else 'no'} | {s.errors} |")  # fmt: skip
-    lines += ["", "| protocol | direct p50 ms | through nginx p50 ms | the proxy's cost ms |",
-              "|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {c.protocol} | {c.direct_p50_ms:.3f} | {c.proxied_p50_ms:.3f} | "
-              f"{c.cost_ms:+.3f} |" for c in costs]  # fmt: skip
-    lines += ["", "| replica killed under load | answered (each saved) | errors the client saw |",
-              "|---|---|---|"]  # fmt: skip
-    lines += [f"| {f.protocol} | {f.answered} | {f.errors or 'none'} |" for f in faults]
-    lines += ["", f"Audit of every replica's storage: {problems or 'intact'}."]
-    table = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.md").write_text(table)
-    document = {"spreads": [asdict(s) | {"even": s.even} for s in spread],
+    document = {"spreads": [asdict(s) | {"even": s.even, "shares": s.shares} for s in spread],
                 "proxy_costs": [asdict(c) | {"cost_ms": c.cost_ms} for c in costs],
                 "faults": [asdict(f) for f in faults], "audit_problems": problems}  # fmt: skip
-    (out / "scale.json").write_text(json.dumps(document, indent=2))
+    table = report(document)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.md").write_text(table)
+    (out / "scale.json").write_text(json.dumps(document, indent=2) + "\n")
     print(table)
     print(f"results in {out}/ (scale.md, scale.json)")
     by_how = {(s.how.split(" (")[0], s.protocol): s for s in spread}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
@@ -33,18 +35,28 @@ def print_table(table_rows: list[dict[str, object]], console: Console) -> None:
     console.print(table)
 
 
-def markdown(table_rows: list[dict[str, object]], results: Results) -> str:
+def markdown(table_rows: list[dict[str, Any]], results: Results) -> str:
+    return _markdown(table_rows, results.unmet, results.medians())
+
+
+def report(document: dict[str, Any]) -> str:
+    """perf.md's table from a run's perf.json (docs/performance.md quotes one)."""
+    return _markdown(document["targets"], document["unmet_conditions"], document["measured"])
+
+
+def _markdown(table_rows: list[dict[str, Any]], unmet: dict[str, str],
+              medians: dict[str, dict[str, float]]) -> str:  # fmt: skip
     lines = ["| target | protocol | value | bound | met | rounds |", "|---|---|---|---|---|---|"]
     for row in table_rows:
-        rounds = ", ".join(f"{v:g}" for v in row["rounds"])  # type: ignore[attr-defined]
+        rounds = ", ".join(f"{v:g}" for v in row["rounds"])
         met = "yes" if row["met"] else "**no**"
         lines.append(f"| {row['target']} | {row['protocol']} | {row['value']} | {row['bound']} | "
                      f"{met} | {rounds} |")  # fmt: skip
-    lines += [f"\n{key} not met: {why}" for key, why in results.unmet.items()]
+    lines += [f"\n{key} not met: {why}" for key, why in unmet.items()]
     targets = {t.key for t in TARGETS}
     lines += ["", "Measured alongside (medians over rounds):", "", "| measure | of | value |",
               "|---|---|---|"]  # fmt: skip
-    for key, by in results.medians().items():
+    for key, by in medians.items():
         if key not in targets:
             lines += [f"| {key} | {name} | {value:.3f} |" for name, value in by.items()]
     return "\n".join(lines) + "\n"

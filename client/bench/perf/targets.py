@@ -31,11 +31,13 @@ TARGETS = (
            {"rest": 1.0, "grpc": 0.5, "grpc-stream": 0.5}, False),
     Target("P3", "end-to-end p50 at concurrency 1 ÷ single-thread in-process p50",
            {"all": 0.55}, False),
-    Target("P4", "model echo: saturation throughput ÷ the bare framework's (a bare "
-           "FastAPI app; a bare grpc.aio servicer), same settings",
+    Target("P4", "model echo: saturation throughput ÷ the bare framework's handing echo "
+           "to the same core (a bare FastAPI app; a bare grpc.aio servicer), same settings",
            {"all": 0.9}, True),
-    Target("P4 CPU", "model echo: the bare framework's server CPU per answer ÷ ours",
+    Target("P4 CPU", "model echo: that bare server's CPU per answer ÷ ours",
            {"all": 0.9}, True),
+    Target("P4 budget", "gRPC: the upload admission's own CPU per unary call, µs "
+           "(in-process, grpc_service.cost)", {"grpc": 30.0}, False),
     Target("P5", "grpc-stream p50 ÷ grpc p50 at concurrency 1, requests alternating",
            {"all": 1.0}, False),
     Target("P6", "GUI, mode both, sample source: window fps and overlay updates per second",
@@ -59,6 +61,7 @@ class Plan:
     echo_pairs: int = 12
     echo_window_s: float = 1.0
     p7_requests: int = 10_000
+    admission_calls: int = 20_000
     pipeline_frames: int = 15
     agreement_frames: int = 50  # sample-clip frames the fast decodes are compared on
     gui_s: float = 15.0
@@ -67,7 +70,8 @@ class Plan:
     def quick(cls) -> Plan:
         """For CI: every step runs, briefly; the numbers mean little."""
         return cls(rounds=1, window_s=0.4, floor_s=0.2, echo_pairs=1, echo_window_s=0.4,
-                   p7_requests=300, pipeline_frames=2, agreement_frames=3, gui_s=4.0)  # fmt: skip
+                   p7_requests=300, admission_calls=2000, pipeline_frames=2,
+                   agreement_frames=3, gui_s=4.0)  # fmt: skip
 
 
 @dataclass

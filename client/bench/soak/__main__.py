@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -24,10 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--hostile-rate", type=float, default=2.0, help="bad requests/s")
     parser.add_argument("--save-every", type=int, default=5, help="save one request in N (0: none)")
-    parser.add_argument("--out", type=Path, default=Path("soak-results"))
+    parser.add_argument("--out", type=Path, help="default soak-results/<UTC time>")
     args = parser.parse_args(argv)
+    out = args.out or Path("soak-results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     config = SoakConfig(
-        args.duration, args.interval, args.rate, args.hostile_rate, args.save_every, args.out
+        args.duration, args.interval, args.rate, args.hostile_rate, args.save_every, out
     )
     console = Console()
     console.print(
