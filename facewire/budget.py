@@ -60,10 +60,6 @@ class UploadBudget:
             return False
         return size <= self.large_bytes or self.reserved_large + size <= self.large_room
 
-    def try_reserve(self, size: int) -> Lease | None:
-        """A lease of ``size`` bytes when there is room now (no waiting, no coroutine)."""
-        return Lease(self, size) if self.fits(size) else None
-
     async def reserve(self, size: int, wait_s: float | None = -1.0) -> Lease:
         """A lease of ``size`` bytes, waiting up to ``wait_s`` (the budget's own wait by
         default; None: as long as it takes) for room; BudgetSpent after that, or at once

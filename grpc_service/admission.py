@@ -38,6 +38,7 @@ import grpc
 from google.protobuf.message import Message
 
 from facewire.budget import BudgetSpent, UploadBudget
+from facewire.settings import MiB, Settings
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Unary = Callable[[Any, Context], Awaitable[Any]]
@@ -58,8 +59,18 @@ class Admission:
         self.arrival_s = arrival_s
         self.stream_idle_s = stream_idle_s
         self.connections = connections
-        #: Each connection's largest message so far, by peer address (least recent first).
+        #: Each connection's largest message so far, by peer address (oldest first).
         self.standing: OrderedDict[str, int] = OrderedDict()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Admission:
+        """The service's admission, over a budget of its own. Calls that may wait for room
+        hold up to a stream window unread each, so together at most the budget again."""
+        window = settings.grpc_stream_window_bytes or 4 * MiB  # grpc's own: 4 MiB and up
+        waiting = max(1, settings.upload_budget_bytes // window)
+        budget = UploadBudget(settings.upload_budget_bytes, settings.upload_budget_wait_s, waiting)
+        return cls(budget, settings.grpc_message_limit_bytes, settings.body_timeout_s,
+                   settings.stream_idle_timeout_s, settings.max_connections)  # fmt: skip
 
     def unary(self, inner: Unary) -> Callable[[AsyncIterator[Any], Context], Awaitable[Any]]:
         """A stream-unary behaviour that reads the one message once there is room."""
@@ -68,12 +79,10 @@ class Admission:
         async def behaviour(requests: AsyncIterator[Any], context: Context) -> Any:
             peer = context.peer()
             expected = standing.get(peer, self.message_limit)
-            lease = budget.try_reserve(expected)
-            if lease is None:
-                try:
-                    lease = await budget.reserve(expected)
-                except BudgetSpent as exc:
-                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
+            try:
+                lease = await budget.reserve(expected)
+            except BudgetSpent as exc:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
             try:
                 try:
                     async with asyncio.timeout(self.arrival_s):

@@ -17,11 +17,9 @@ import sys
 import time
 from typing import Any
 
-from facewire.budget import UploadBudget
 from facewire.settings import Settings
 from facewire.v1 import face_detection_pb2 as pb
 from grpc_service.admission import Admission
-from grpc_service.server import max_waiting
 
 FRAME_BYTES = 55_000  # a 1280×720 JPEG's size; its content is never looked at
 CALLS = 20_000
@@ -55,11 +53,7 @@ async def _per_call_us(behaviour: Any, context: StandInContext, calls: int) -> f
 
 
 async def measure(calls: int = CALLS, rounds: int = ROUNDS) -> dict[str, float]:
-    settings = Settings()
-    budget = UploadBudget(settings.upload_budget_bytes, settings.upload_budget_wait_s,
-                          max_waiting(settings))  # fmt: skip
-    admission = Admission(budget, settings.grpc_message_limit_bytes, settings.body_timeout_s,
-                          settings.stream_idle_timeout_s, settings.max_connections)  # fmt: skip
+    admission = Admission.from_settings(Settings())
     admitted = admission.unary(_answer)
     context = StandInContext(pb.DetectRequest(image=bytes(FRAME_BYTES)))
     await _per_call_us(admitted, context, calls // 10)  # warm both

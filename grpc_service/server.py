@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from facewire import logs
 from facewire.budget import UploadBudget
 from facewire.dataplane import DataPlane
-from facewire.settings import MiB, Settings, url_host
+from facewire.settings import Settings, url_host
 from facewire.storage import storage_problem
 from facewire.tls import tls_problem
 from facewire.v1 import face_detection_pb2 as pb
@@ -163,21 +163,11 @@ def window_options(window: int) -> list[tuple[str, int]]:
     return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", window)]
 
 
-def max_waiting(settings: Settings) -> int:
-    """Calls that may wait for room in the upload budget: each holds up to a stream
-    window unread, so together at most the budget again."""
-    window = settings.grpc_stream_window_bytes or 4 * MiB  # grpc's own: 4 MiB and up
-    return max(1, settings.upload_budget_bytes // window)
-
-
 def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
     """The server, bound (TLS only when the settings have a certificate and key)."""
     # Messages over the limit are refused by grpc from their length prefix, unread;
     # those under it are admitted into the upload budget before they are read.
-    budget = UploadBudget(settings.upload_budget_bytes, settings.upload_budget_wait_s,
-                          max_waiting(settings))  # fmt: skip
-    admission = Admission(budget, settings.grpc_message_limit_bytes, settings.body_timeout_s,
-                          settings.stream_idle_timeout_s, settings.max_connections)  # fmt: skip
+    admission = Admission.from_settings(settings)
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.auth_token is not None:
         interceptors.append(BearerAuthInterceptor(settings.auth_token.get_secret_value()))
@@ -201,7 +191,7 @@ def create_server(settings: Settings, dataplane: DataPlane) -> GrpcService:
     metrics = None
     if settings.grpc_metrics_port is not None:
         metrics = MetricsHttp(settings, dataplane.metrics.registry)
-    return GrpcService(server, health_servicer, dataplane, port, metrics, budget)
+    return GrpcService(server, health_servicer, dataplane, port, metrics, admission.budget)
 
 
 async def serve(settings: Settings) -> None:
