@@ -148,6 +148,12 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # streams) cannot queue an ordinary call for seconds behind it.
         ("grpc.server.max_pending_requests", PENDING_CALLS),
         ("grpc.server_max_unrequested_time_in_server", PENDING_CALL_S),
+        # grpc core's answer to pings it did not want (GOAWAY after two "strikes") leaves
+        # the connection open with a thread spinning at 100 % CPU for as long as the peer
+        # holds it (grpcio 1.85, docs/reliability.md). With no strikes, a ping flood costs
+        # what it costs to answer, and a peer that reads no answers is paused by core's
+        # cap on unanswered frames.
+        ("grpc.http2.max_ping_strikes", 0),
         *age,
     ]
 

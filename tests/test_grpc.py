@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
+import h2.events
 import httpx
 import pytest
 from google.protobuf import descriptor_pool
@@ -13,6 +15,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from client.attack.wire import H2Client, Target
 from facewire.settings import GRPC_ENVELOPE_BYTES, Settings
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.v1 import face_detection_pb2_grpc as pb_grpc
@@ -276,3 +279,35 @@ def test_the_grpc_process_serves_its_metrics_over_http(tmp_path: Path, face: Fix
     assert 'facewire_stage_duration_seconds_count{protocol="grpc",stage="detect"} 1.0' in text
     with pytest.raises(httpx.TransportError):
         httpx.get(url, timeout=2)  # stopped with the service
+
+
+def test_pings_are_answered_and_never_punished(grpc_target: str) -> None:
+    """grpc's default answers a third ping without data with GOAWAY ENHANCE_YOUR_CALM,
+    and then spins a thread for as long as the peer keeps the connection
+    (docs/reliability.md, the PING flood); the service answers every ping instead."""
+    host, port = grpc_target.rsplit(":", 1)
+    client = H2Client(Target("grpc", host, int(port), None), timeout=10.0)
+    acks = 0
+    try:
+        for n in range(20):
+            client.conn.ping(n.to_bytes(8, "big"))
+            client.flush()
+            deadline = time.monotonic() + 10
+            while acks <= n and time.monotonic() < deadline and not client.closed:
+                client.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    data = client.sock.recv(65536)
+                except TimeoutError:
+                    break
+                if not data:
+                    client.closed = True
+                    break
+                for event in client.conn.receive_data(data):
+                    if isinstance(event, h2.events.PingAckReceived):
+                        acks += 1
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        client.goaway = getattr(event.error_code, "name", "")
+                client.flush()
+        assert (acks, client.goaway, client.closed) == (20, None, False)
+    finally:
+        client.close()

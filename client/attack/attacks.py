@@ -45,6 +45,10 @@ class Scale:
 Attack = Callable[[Target, float, Scale], str]
 #: Attacks that wait for a service's deadline (2 s in the suite) watch at least this long.
 DEADLINE_WINDOW_S = 3.5
+#: A flood's kernel send buffer: a burst's worth. Loopback's autotuned buffers would take
+#: megabytes per connection that a server which stopped reading never reads, and the
+#: attacker (on the same cores) would spend its CPU encrypting those, not attacking.
+BURST_BUFFER = 256 * 1024
 
 
 def _until(seconds: float) -> Callable[[], bool]:
@@ -312,7 +316,7 @@ def pipelined_flood(target: Target, seconds: float, scale: Scale) -> str:
         nonlocal sent, closed
         running = _until(seconds)
         while running():
-            with target.connect(5.0) as sock:
+            with target.connect(5.0, send_buffer=BURST_BUFFER) as sock:
                 sock.settimeout(1.0)
                 while running():
                     try:

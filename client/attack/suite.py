@@ -41,7 +41,7 @@ BOUNDS = {
     "continuation-flood": ("not HTTP/2", "grpc core's metadata limit"),
     "hpack-bomb": ("not HTTP/2", "grpc core's metadata limit"),
     "settings-flood": ("not HTTP/2", "grpc core"),
-    "ping-flood": ("not HTTP/2", "grpc core (ping strikes)"),
+    "ping-flood": ("not HTTP/2", "grpc core's cap on unanswered frames"),
     "never-ending-streams": ("not HTTP/2", "FACEWIRE_HTTP2_MAX_CONCURRENT_STREAMS, lookahead"),
     "too-many-streams": ("not HTTP/2", "FACEWIRE_HTTP2_MAX_CONCURRENT_STREAMS"),
     "slowloris": ("FACEWIRE_HEADER_TIMEOUT_S", "not HTTP/1.1: closed"),

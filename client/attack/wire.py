@@ -27,13 +27,24 @@ class Target:
     def authority(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def tcp(self, timeout: float = 5.0) -> socket.socket:
-        """A TCP connection, nothing sent."""
-        return socket.create_connection((self.host, self.port), timeout=timeout)
+    def tcp(self, timeout: float = 5.0, send_buffer: int | None = None) -> socket.socket:
+        """A TCP connection, nothing sent; ``send_buffer`` sets its kernel send buffer."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if send_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
-    def connect(self, timeout: float = 5.0, alpn: str | None = None) -> socket.socket:
+    def connect(
+        self, timeout: float = 5.0, alpn: str | None = None, send_buffer: int | None = None
+    ) -> socket.socket:
         """A connection ready for application bytes: TLS done when the service has it."""
-        sock = self.tcp(timeout)
+        sock = self.tcp(timeout, send_buffer)
         if self.ca_file is None:
             return sock
         context = ssl.create_default_context(cafile=str(self.ca_file))
