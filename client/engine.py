@@ -20,7 +20,7 @@ import numpy as np
 
 from client.sources import FrameSource, Image, SourceError
 from client.stats import ProtocolStats
-from client.transports import PROTOCOLS, ProtocolName, Reply, Transport, TransportError
+from client.transports import ProtocolName, Reply, Transport, TransportError
 
 log = logging.getLogger("facewire.client")
 
@@ -29,7 +29,10 @@ MODES: dict[str, tuple[ProtocolName, ...]] = {
     "grpc": ("grpc",),
     "both": ("rest", "grpc"),
     "stream": ("grpc-stream",),
+    "ws": ("rest-ws",),
 }
+#: Every protocol a mode shows, each with its own worker.
+GUI_PROTOCOLS: tuple[ProtocolName, ...] = tuple(dict.fromkeys(p for m in MODES.values() for p in m))
 RETRY_SECONDS = 0.5  # pause after an unreachable server before trying again
 QUIT_WAIT_S = 1.0  # how long quitting waits, in all, for workers to finish
 
@@ -187,7 +190,7 @@ class Engine:
         self.mode = mode
         self.source_error = ""
         self.slot = FrameSlot()
-        self.workers = {p: ProtocolWorker(p, connect, self.slot) for p in PROTOCOLS}
+        self.workers = {p: ProtocolWorker(p, connect, self.slot) for p in GUI_PROTOCOLS}
         self._options_lock = threading.Lock()  # save and the next frame number change together
         self._next_seq = 0
         self._stop = threading.Event()

@@ -17,7 +17,8 @@ from facewire.pipeline import centre_crop
 log = logging.getLogger("facewire.client")
 
 TITLE = "facewire: REST vs gRPC"
-KEY_MODES = {ord("1"): "rest", ord("2"): "grpc", ord("3"): "both", ord("4"): "stream"}
+KEY_MODES = {ord("1"): "rest", ord("2"): "grpc", ord("3"): "both", ord("4"): "stream",
+             ord("5"): "ws"}  # fmt: skip
 QUIT_KEYS = {ord("q"), ord("Q"), 27}  # 27: Esc
 
 

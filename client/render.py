@@ -37,9 +37,14 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "rest": (80, 200, 60),
     "grpc": (0, 150, 255),
     "grpc-stream": (230, 100, 210),
+    "rest-ws": (40, 210, 210),
 }
-TITLES = {"rest": "REST (HTTP/1.1 + JSON)", "grpc": "gRPC unary", "grpc-stream": "gRPC stream"}
-HOTKEYS = "[1] REST  [2] gRPC  [3] both  [4] gRPC stream  [s] save on/off  [r] reset  [q] quit"
+TITLES = {"rest": "REST (HTTP/1.1 + JSON)", "grpc": "gRPC unary", "grpc-stream": "gRPC stream",
+          "rest-ws": "REST WebSocket stream"}  # fmt: skip
+HOTKEYS = (
+    "[1] REST  [2] gRPC  [3] both  [4] gRPC stream  [5] WebSocket  [s] save on/off  "
+    "[r] reset  [q] quit"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,14 +21,17 @@ from fastapi.telemetry import TelemetryConfig
 import facewire
 from facewire.budget import UploadBudget
 from facewire.dataplane import DataPlane
-from facewire.messages import DetectionRequest, Model
+from facewire.messages import DetectionRequest, DetectionResult, Model
 from facewire.metrics import CONTENT_TYPE
 from facewire.settings import Settings
 from facewire.wire.v1_json import DetectResponse, ErrorResponse, result_to_json
+from facewire.wire.v1_proto import request_to_core, result_to_pb
+from rest_service import protobuf
 from rest_service.auth import BearerAuth
-from rest_service.body import uploaded_image
+from rest_service.body import uploaded_body, uploaded_image
 from rest_service.errors import DETECT_PATH, install_error_handlers
 from rest_service.oip import create_router
+from rest_service.stream import STREAM_PATH, DetectionStream
 
 log = logging.getLogger("facewire.rest")
 
@@ -41,7 +44,10 @@ _IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "The image as the raw body, or as the multipart field `file`. "
-        "JPEG, PNG, WebP or BMP, recognised from the bytes (Content-Type is not trusted).",
+        "JPEG, PNG, WebP or BMP, recognised from the bytes (Content-Type is not trusted), "
+        "or, with `Content-Type: application/x-protobuf`, a `facewire.v1.DetectRequest` "
+        "message (proto/facewire/v1/face_detection.proto), whose fields are the request "
+        "(the query is then not read).",
         "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -52,7 +58,16 @@ _IMAGE_BODY: dict[str, Any] = {
                     "required": ["file"],
                 }
             },
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
         },
+    }
+}
+#: The answer's other encoding (rest_service/protobuf.py has the negotiation).
+_PROTOBUF_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The detection: JSON, or a `facewire.v1.DetectResponse` message when "
+        "`Accept` prefers `application/x-protobuf` (or, with no `Accept`, the body was one)",
+        "content": {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
 # FastAPI's native OpenTelemetry asks the global providers on every request whether
@@ -115,7 +130,7 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
     @app.post(
         DETECT_PATH,
         response_model=DetectResponse,
-        responses=_ERRORS,
+        responses={**_ERRORS, **_PROTOBUF_ANSWER},
         openapi_extra=_IMAGE_BODY,
         summary="Detect faces in one image",
     )
@@ -125,17 +140,21 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         model: ModelQuery = Model.HAAR.value,
         frame_id: FrameIdQuery = None,
         x_frame_id: FrameIdHeader = None,
-    ) -> DetectResponse:
-        with dataplane.metrics.track("rest", Model.label(model)):
-            async with uploaded_image(request, settings, uploads) as image:
-                core = DetectionRequest(
-                    image=image,
-                    model=Model.parse(model),
-                    save=save,
-                    frame_id=frame_id or x_frame_id or "",
-                    protocol="rest",
-                )
-                result = await dataplane.detect(core)
+    ) -> DetectResponse | Response:
+        sent = protobuf.body_type(request)
+        if sent is not None:
+            result = await detect_message(request)
+        else:
+            with dataplane.metrics.track("rest", Model.label(model)):
+                async with uploaded_image(request, settings, uploads) as image:
+                    core = DetectionRequest(
+                        image=image,
+                        model=Model.parse(model),
+                        save=save,
+                        frame_id=frame_id or x_frame_id or "",
+                        protocol="rest",
+                    )
+                    result = await dataplane.detect(core)
         log.debug(
             "detect frame_id=%r model=%s faces=%d total=%.2fms",
             result.frame_id,
@@ -143,8 +162,21 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
             len(result.boxes),
             result.timings.total,
         )
+        answer = protobuf.answer_type(request, sent)
+        if answer is not None:
+            return Response(result_to_pb(result, "rest").SerializeToString(), media_type=answer)
         return result_to_json(result)
 
+    async def detect_message(request: Request) -> DetectionResult:
+        """A protobuf ``DetectRequest`` body: read within the same limits and budget as
+        gRPC's message (the image and its envelope), then the request is its fields."""
+        cap = settings.grpc_message_limit_bytes
+        async with uploaded_body(request, cap, settings, uploads) as body:
+            message = protobuf.parse_request(body)
+            with dataplane.metrics.track("rest-protobuf", Model.label(message.model)):
+                return await dataplane.detect(request_to_core(message, "rest"))
+
+    app.add_api_websocket_route(STREAM_PATH, DetectionStream(settings, dataplane, uploads).serve)
     app.include_router(create_router(settings, dataplane, uploads))
 
     @app.get("/healthz", summary="Liveness: the process answers")

@@ -24,7 +24,7 @@ class BearerAuth:
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
@@ -37,5 +37,8 @@ class BearerAuth:
             (b"content-length", str(len(body)).encode()),
             (b"www-authenticate", b"Bearer"),
         ]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        # A WebSocket handshake is refused with the same answer (ASGI's WebSocket Denial
+        # Response, which uvicorn supports): a 401, not a bare close.
+        answer = "websocket.http.response" if scope["type"] == "websocket" else "http.response"
+        await send({"type": f"{answer}.start", "status": 401, "headers": headers})
+        await send({"type": f"{answer}.body", "body": body})

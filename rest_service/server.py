@@ -66,6 +66,12 @@ def uvicorn_config(settings: Settings, app: str | ASGIApp) -> uvicorn.Config:
         handshake_timeout_s=settings.handshake_timeout_s,
         max_pipelined=settings.max_pipelined_requests,
         server_header=False,
+        # /v1/stream (rest_service/stream.py): websockets' sans-I/O protocol, a message
+        # at most an upload and its envelope (as gRPC's), no compression (JPEG frames do
+        # not shrink; it would cost CPU and open a decompression bomb).
+        ws="websockets-sansio",
+        ws_max_size=settings.grpc_message_limit_bytes,
+        ws_per_message_deflate=False,
         ssl_certfile=settings.tls_cert_file,  # both None (plain http) or both set
         ssl_keyfile=settings.tls_key_file,
     )

@@ -37,6 +37,17 @@ def panels_show_boxes(shot: np.ndarray, origin: tuple[int, int]) -> bool:
     return True
 
 
+def panel_shows_boxes(shot: np.ndarray, origin: tuple[int, int], protocol: str) -> bool:
+    """A one-panel mode: the picture with ``protocol``'s boxes, and its card's accent."""
+    ox, oy = origin
+    (place,) = layout(1)
+    r, c = place.image, place.card
+    region = shot[oy + r.y : oy + r.y + r.h, ox + r.x : ox + r.x + r.w]
+    card = shot[oy + c.y : oy + c.y + c.h, ox + c.x : ox + c.x + c.w]
+    return (colour_pixels(region, COLORS[protocol]) >= 300 and region.std() >= 20
+            and colour_pixels(card, COLORS[protocol]) >= 100)  # fmt: skip
+
+
 def rows(folder: Path) -> list[dict[str, str]]:
     path = folder / "records.csv"
     if not path.exists():
@@ -47,8 +58,9 @@ def rows(folder: Path) -> list[dict[str, str]]:
 
 def drive_gui(screen: Screen, url: str, target: str, saves: Path, tmp_path: Path) -> None:
     """The GUI against services at ``url`` and ``target``, key by key: 1, 2, 3 (with a
-    screenshot of both panels), 4, s on, s off, r, q. ``saves`` is where the gRPC
-    stream's saved rows land: rows must appear only while saving was on."""
+    screenshot of both panels), 4, s on, s off, 5 (the WebSocket's panel), r, q.
+    ``saves`` is where the gRPC stream's saved rows land: rows must appear only while
+    saving was on."""
     summary = tmp_path / "summary.csv"
     already = len(rows(saves))
     args = ("--source", "sample", "--rest-url", url, "--grpc-target", target,
@@ -97,6 +109,16 @@ def drive_gui(screen: Screen, url: str, target: str, saves: Path, tmp_path: Path
         wait_for(lambda: len(rows(saves)) >= already + 5, what="saved rows")
         screen.key(window, "s")
         save_off = int(gui.wait_for_output(r"save -> off from frame (\d+)").group(1))
+
+        screen.key(window, "5")
+        since = gui.wait_for_output("mode -> ws").end()
+        gui.wait_for_output("rest-ws: connected", since=since)
+        gui.wait_for_output(r"rest-ws: n=[1-9]\d", since=since)
+        wait_for(
+            lambda: panel_shows_boxes(screen.screenshot(tmp_path / "mode5.png"), origin, "rest-ws"),
+            timeout=30,
+            what="the WebSocket stream's panel with boxes and its card in mode 5",
+        )
 
         screen.key(window, "r")
         gui.wait_for_output("metrics reset")

@@ -36,8 +36,14 @@ def test_every_attack_ran_against_both_services(report: dict) -> None:  # type: 
 
 
 def test_every_bound_holds(report: dict) -> None:  # type: ignore[type-arg]
-    failing = [line for line in table(report).splitlines() if line.startswith("|")
-               and not line.endswith(" holds |") and "verdict" not in line and "---" not in line]
+    failing = [
+        line
+        for line in table(report).splitlines()
+        if line.startswith("|")
+        and not line.endswith(" holds |")
+        and "verdict" not in line
+        and "---" not in line
+    ]
     assert report["ok"], "\n".join(failing) or table(report)
 
 

@@ -1,5 +1,6 @@
-"""One client interface, five transports: REST, gRPC unary and gRPC stream (facewire's
-own APIs), and the Open Inference Protocol over REST and gRPC.
+"""One client interface, six transports: REST, gRPC unary and gRPC stream (facewire's
+own APIs), REST's WebSocket stream, and the Open Inference Protocol over REST and gRPC;
+and REST's other payload forms (multipart, protobuf, the v2 request as plain JSON).
 
 Every transport is measured the same way: the clock starts just before the request is
 built and sent, and stops once the response is fully parsed into the core
@@ -32,12 +33,14 @@ from client.transports.base import (
 )
 from client.transports.rest import (
     RestMultipartTransport,
+    RestProtobufTransport,
     RestTransport,
     RestV2JsonTransport,
     RestV2Transport,
 )
 from client.transports.stream import GrpcStreamTransport
 from client.transports.unary import GrpcTransport, GrpcV2Transport
+from client.transports.websocket import WebSocketTransport
 from facewire.settings import Settings
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "RestV2Transport",
     "Transport",
     "TransportError",
+    "WebSocketTransport",
     "make_transport",
 ]
 
@@ -85,10 +89,16 @@ def make_transport(
             ca_file = settings.tls_ca_file
     if protocol == "rest":
         return RestTransport(rest_url, token=token, ca_file=ca_file, new_connection=new_connection)
+    if protocol == "rest-ws":
+        if new_connection:
+            raise ValueError("rest-ws is one long-lived WebSocket: a new connection per "
+                             "request does not apply to it")  # fmt: skip
+        return WebSocketTransport(rest_url, token=token, ca_file=ca_file)
     rest_forms: dict[str, type[RestTransport]] = {
         "rest-v2": RestV2Transport,
         "rest-multipart": RestMultipartTransport,
         "rest-v2-json": RestV2JsonTransport,
+        "rest-protobuf": RestProtobufTransport,
     }
     if protocol in rest_forms:
         return rest_forms[protocol](

@@ -11,15 +11,25 @@ from facewire.errors import FacewireError
 from facewire.messages import DetectionRequest, DetectionResult, Model
 
 ProtocolName = Literal[
-    "rest", "grpc", "grpc-stream", "rest-v2", "grpc-v2", "rest-multipart", "rest-v2-json"
+    "rest",
+    "grpc",
+    "grpc-stream",
+    "rest-v2",
+    "grpc-v2",
+    "rest-multipart",
+    "rest-v2-json",
+    "rest-protobuf",
+    "rest-ws",
 ]
 #: facewire's own APIs: what the GUI shows and the benchmark runs by default.
 PROTOCOLS: tuple[ProtocolName, ...] = ("rest", "grpc", "grpc-stream")
-#: Every API the services serve, the Open Inference Protocol (v2) ones included.
-ALL_PROTOCOLS: tuple[ProtocolName, ...] = (*PROTOCOLS, "rest-v2", "grpc-v2")
-#: The same REST APIs with other payload forms: the image as a multipart field, and the
-#: v2 request as plain JSON (the image in base64) instead of binary tensor data.
-PAYLOAD_FORMS: tuple[ProtocolName, ...] = ("rest-multipart", "rest-v2-json")
+#: Every API the services serve: the WebSocket stream and the Open Inference Protocol's
+#: (v2) included.
+ALL_PROTOCOLS: tuple[ProtocolName, ...] = (*PROTOCOLS, "rest-ws", "rest-v2", "grpc-v2")
+#: The same REST APIs with other payload forms: the image as a multipart field, the v2
+#: request as plain JSON (the image in base64) instead of binary tensor data, and
+#: /v1/detect's request and answer as gRPC's protobuf messages.
+PAYLOAD_FORMS: tuple[ProtocolName, ...] = ("rest-multipart", "rest-v2-json", "rest-protobuf")
 ErrorKind = Literal["unreachable", "timeout", "rejected", "protocol"]
 
 

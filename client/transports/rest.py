@@ -1,5 +1,6 @@
-"""REST over one kept-alive HTTP/1.1 connection: facewire's ``/v1/detect`` and the
-Open Inference Protocol's ``/v2/models/<model>/infer``.
+"""REST over one kept-alive HTTP/1.1 connection: facewire's ``/v1/detect`` (the image
+raw, in a multipart form, or in a protobuf message) and the Open Inference Protocol's
+``/v2/models/<model>/infer``.
 
 The standard library's ``http.client`` rather than httpx: on loopback httpx's own
 Python costs about 0.4 ms a request (docs/performance.md), which would be counted
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 
 from client.transports.base import (
@@ -28,7 +30,8 @@ from client.transports.base import (
     ssl_context,
 )
 from facewire import inference
-from facewire.wire import v1_json, v2_json
+from facewire.v1 import face_detection_pb2 as pb
+from facewire.wire import v1_json, v1_proto, v2_json
 
 
 class RestTransport:
@@ -154,6 +157,37 @@ class RestMultipartTransport(RestTransport):
                 f"filename=\"frame.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()  # fmt: skip
         tail = f"\r\n--{self.BOUNDARY}--\r\n".encode()
         return super().detect(head + image + tail, model=model, save=save, frame_id=frame_id)
+
+
+class RestProtobufTransport(RestTransport):
+    """POST /v1/detect with a ``facewire.v1.DetectRequest`` as the body, and a
+    ``DetectResponse`` asked for in return: gRPC's own messages on REST's transport
+    (HTTP/1.1, one kept-alive connection), so that only the encoding differs from
+    ``rest``. Encoding the message is on the clock, as decoding the answer is."""
+
+    name: ProtocolName = "rest-protobuf"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        media = v1_proto.MEDIA_TYPES[0]
+        self._headers = {**self._auth, "Content-Type": media, "Accept": media}
+
+    def detect(self, image: bytes, *, model: str, save: bool, frame_id: str) -> Reply:
+        start = time.perf_counter_ns()
+        message = pb.DetectRequest(image=image, model=model, save=save, frame_id=frame_id)
+        body = message.SerializeToString()
+        response, answer = self._post(f"{self._base}/v1/detect", body, self._headers)
+        received = time.perf_counter_ns()
+        if response.status != 200:
+            raise TransportError(
+                "rejected", f"HTTP {response.status}: {_detail(answer, response.reason)}"
+            )
+        try:
+            result = v1_proto.result_to_core(pb.DetectResponse.FromString(answer))
+        except (DecodeError, ValueError):
+            raise TransportError("protocol", "the reply is not a DetectResponse") from None
+        end = time.perf_counter_ns()
+        return Reply(result, (end - start) / 1e6, len(body), len(answer), (end - received) / 1e6)
 
 
 class RestV2Transport(RestTransport):

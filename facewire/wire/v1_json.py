@@ -1,11 +1,11 @@
-"""``POST /v1/detect``'s JSON: the answer's pydantic models, and the core result in
-and out of them."""
+"""``POST /v1/detect``'s JSON and the WebSocket stream's (``/v1/stream``): the pydantic
+models, and the core result in and out of them."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from facewire.messages import Box, Crop, DetectionResult, Model, Size, Timings
 
@@ -40,7 +40,8 @@ class TimingsJSON(BaseModel):
 class DetectResponse(BaseModel):
     frame_id: str
     model: str
-    protocol: Literal["rest"] = "rest"
+    #: "rest" for POST /v1/detect, "rest-ws" for the WebSocket stream /v1/stream.
+    protocol: Literal["rest", "rest-ws"] = "rest"
     boxes: list[BoxJSON] = Field(description="Faces in the 720×720 frame.")
     frame: SizeJSON
     crop: CropJSON
@@ -53,10 +54,35 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
-def result_to_json(result: DetectionResult) -> DetectResponse:
+class StreamFrame(BaseModel):
+    """/v1/stream: the text message that may precede a frame's binary message, with the
+    options POST /v1/detect takes from its query (they apply to that one frame)."""
+
+    model_config = ConfigDict(extra="forbid")
+    frame_id: str = ""
+    model: str = ""
+    save: bool = False
+
+
+class StreamError(BaseModel):
+    """/v1/stream: the answer to a frame that failed (the stream goes on): the status
+    and message POST /v1/detect would have answered with."""
+
+    frame_id: str
+    model: str
+    protocol: Literal["rest-ws"] = "rest-ws"
+    status: int
+    detail: str
+
+
+RestProtocol = Literal["rest", "rest-ws"]
+
+
+def result_to_json(result: DetectionResult, protocol: RestProtocol = "rest") -> DetectResponse:
     t = result.timings
     return DetectResponse(
         frame_id=result.frame_id,
+        protocol=protocol,
         model=result.model.value,
         boxes=[BoxJSON(x=b.x, y=b.y, width=b.width, height=b.height) for b in result.boxes],
         frame=SizeJSON(width=result.frame.width, height=result.frame.height),

@@ -13,6 +13,11 @@ from facewire.messages import (
 )
 from facewire.v1 import face_detection_pb2 as pb
 
+#: These messages as an HTTP body (REST's /v1/detect reads and answers them):
+#: ``application/x-protobuf`` is what clients send; ``application/protobuf`` is the name
+#: being registered (draft-ietf-dispatch-mime-protobuf). The first is the client's.
+MEDIA_TYPES = ("application/x-protobuf", "application/protobuf")
+
 
 def request_to_core(message: pb.DetectRequest, protocol: str) -> DetectionRequest:
     return DetectionRequest(
