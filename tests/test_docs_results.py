@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from client.bench.report import report as bench_report
 from tests.servers import ROOT
 
 pytestmark = pytest.mark.unit
@@ -27,9 +28,9 @@ def blocks() -> list[tuple[str, re.Match[str]]]:
     return found
 
 
-def test_the_docs_have_generated_tables() -> None:
-    names = {name for name, _ in blocks()}
-    assert {"benchmark.md", "performance.md"} <= names
+def test_every_tool_that_docs_quote_has_its_table_generated() -> None:
+    tools = {block["json"].split("/")[2] for _, block in blocks()}
+    assert {"claims", "perf", "attack", "scale", "docker-bench"} <= tools, tools
 
 
 @pytest.mark.parametrize(("doc", "block"), blocks(), ids=lambda v: getattr(v, "group", str)(0)[:60]
@@ -41,3 +42,13 @@ def test_a_generated_table_is_its_json_report(doc: str, block: re.Match[str]) ->
         f"{doc}: the table from {block['json']} changed; paste "
         f"{block['module']}.{block['function']}'s output again"
     )
+
+
+def test_the_committed_benchmark_report_is_its_json() -> None:
+    """docs/results/bench/: the `make bench` run the README and docs/benchmark.md quote;
+    its report.md is what ``python -m client.bench report`` makes from its results.json."""
+    folder = ROOT / "docs" / "results" / "bench"
+    run = json.loads((folder / "results.json").read_text())
+    assert bench_report(run) == (folder / "report.md").read_text()
+    for image in re.findall(r"\]\((\w+\.png)\)", (folder / "report.md").read_text()):
+        assert (folder / image).is_file(), image
