@@ -5,8 +5,10 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import httpx
@@ -122,6 +124,16 @@ def settings(storage_root: Path) -> Settings:
 def rest_url(settings: Settings) -> Iterator[str]:
     with rest_server(settings) as url:
         yield url
+
+
+@pytest.fixture
+def conn(rest_url: str) -> Iterator[HTTPConnection]:
+    """A raw HTTP/1.1 connection to the session's REST service: what a test needs to see
+    that the server keeps (or closes) the very same connection."""
+    parts = urlsplit(rest_url)
+    connection = HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    yield connection
+    connection.close()
 
 
 @pytest.fixture(scope="session")

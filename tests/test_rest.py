@@ -20,14 +20,6 @@ from tests.conftest import Fixture, assert_face_near
 from tests.servers import rest_server
 
 
-@pytest.fixture
-def conn(rest_url: str) -> Iterator[http.client.HTTPConnection]:
-    parts = urlsplit(rest_url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-    yield connection
-    connection.close()
-
-
 def post(
     conn: http.client.HTTPConnection,
     body: bytes,

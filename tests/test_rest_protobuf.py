@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 from starlette.requests import Request
@@ -20,14 +18,6 @@ from tests.cases import BadCase, assert_clean_message, bad_case_ids, bad_cases
 from tests.conftest import Fixture, assert_face_near
 
 PROTOBUF = "application/x-protobuf"
-
-
-@pytest.fixture
-def conn(rest_url: str) -> Iterator[http.client.HTTPConnection]:
-    parts = urlsplit(rest_url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-    yield connection
-    connection.close()
 
 
 def post(conn: http.client.HTTPConnection, body: bytes,

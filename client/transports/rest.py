@@ -14,6 +14,7 @@ import http.client
 import select
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -30,6 +31,7 @@ from client.transports.base import (
     ssl_context,
 )
 from facewire import inference
+from facewire.messages import DetectionResult
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.wire import v1_json, v1_proto, v2_json
 
@@ -94,18 +96,21 @@ class RestTransport:
             {"model": model, "save": "true" if save else "false", "frame_id": frame_id}
         )
         start = time.perf_counter_ns()
-        response, body = self._post(f"{self._base}/v1/detect?{query}", image, self._headers)
+        path = f"{self._base}/v1/detect?{query}"
+        return self._exchange(start, path, image, self._headers, _json_answer)
+
+    def _exchange(self, start: int, path: str, body: bytes, headers: dict[str, str],
+                  parse: Callable[[bytes], DetectionResult]) -> Reply:  # fmt: skip
+        """POST ``body`` to ``path`` and ``parse`` the answer, timed from ``start``."""
+        response, answer = self._post(path, body, headers)
         received = time.perf_counter_ns()
         if response.status != 200:
             raise TransportError(
-                "rejected", f"HTTP {response.status}: {_detail(body, response.reason)}"
+                "rejected", f"HTTP {response.status}: {_detail(answer, response.reason)}"
             )
-        try:
-            result = v1_json.json_to_result(v1_json.DetectResponse.model_validate_json(body))
-        except ValidationError:
-            raise TransportError("protocol", "the reply is not a facewire answer") from None
+        result = parse(answer)
         end = time.perf_counter_ns()
-        return Reply(result, (end - start) / 1e6, len(image), len(body), (end - received) / 1e6)
+        return Reply(result, (end - start) / 1e6, len(body), len(answer), (end - received) / 1e6)
 
     def _post(
         self, path: str, body: bytes, headers: dict[str, str]
@@ -176,18 +181,9 @@ class RestProtobufTransport(RestTransport):
         start = time.perf_counter_ns()
         message = pb.DetectRequest(image=image, model=model, save=save, frame_id=frame_id)
         body = message.SerializeToString()
-        response, answer = self._post(f"{self._base}/v1/detect", body, self._headers)
-        received = time.perf_counter_ns()
-        if response.status != 200:
-            raise TransportError(
-                "rejected", f"HTTP {response.status}: {_detail(answer, response.reason)}"
-            )
-        try:
-            result = v1_proto.result_to_core(pb.DetectResponse.FromString(answer))
-        except (DecodeError, ValueError):
-            raise TransportError("protocol", "the reply is not a DetectResponse") from None
-        end = time.perf_counter_ns()
-        return Reply(result, (end - start) / 1e6, len(body), len(answer), (end - received) / 1e6)
+        return self._exchange(
+            start, f"{self._base}/v1/detect", body, self._headers, _protobuf_answer
+        )
 
 
 class RestV2Transport(RestTransport):
@@ -227,6 +223,20 @@ class RestV2JsonTransport(RestV2Transport):
 
     name: ProtocolName = "rest-v2-json"
     binary = False
+
+
+def _json_answer(body: bytes) -> DetectionResult:
+    try:
+        return v1_json.json_to_result(v1_json.DetectResponse.model_validate_json(body))
+    except ValidationError:
+        raise TransportError("protocol", "the reply is not a facewire answer") from None
+
+
+def _protobuf_answer(body: bytes) -> DetectionResult:
+    try:
+        return v1_proto.result_to_core(pb.DetectResponse.FromString(body))
+    except (DecodeError, ValueError):
+        raise TransportError("protocol", "the reply is not a DetectResponse") from None
 
 
 def _detail(body: bytes, reason: str) -> str:
