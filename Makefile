@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	  { echo "facewire needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[gui,bench,distributed,attack,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[gui,bench,distributed,attack,asgi,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install facewire with the GUI OpenCV wheel and dev tools
