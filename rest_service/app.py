@@ -47,7 +47,7 @@ _IMAGE_BODY: dict[str, Any] = {
         "JPEG, PNG, WebP or BMP, recognised from the bytes (Content-Type is not trusted), "
         "or, with `Content-Type: application/x-protobuf`, a `facewire.v1.DetectRequest` "
         "message (proto/facewire/v1/face_detection.proto), whose fields are the request "
-        "(the query is then not read).",
+        "(the query's values are then not used).",
         "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},

@@ -4,7 +4,8 @@
 transport (HTTP/1.1, uvicorn, one kept-alive connection) stays the same.
 
 Content negotiation, in full: a protobuf body is read as a ``DetectRequest`` (its
-fields are the request; the query string is not read). The answer is protobuf when
+fields are the request; the query string's values are not used, though FastAPI still
+checks them). The answer is protobuf when
 ``Accept`` names a protobuf type at a higher quality than JSON, or, with no ``Accept``
 (or only ``*/*``), when the body was protobuf; otherwise it is JSON. Errors are always
 the JSON error document, with their status.

@@ -128,3 +128,20 @@ def test_saves_and_metrics_are_the_rest_services(tmp_path: Path, face: Fixture) 
     assert "kept" in rows[-1], rows[-1]
     assert "rest-ws" in rows[-1], rows[-1]
     assert 'facewire_requests_total{model="haar",protocol="rest-ws",status="ok"} 1.0' in metrics
+
+
+def test_options_with_a_long_non_ascii_field_close_cleanly_with_1007(
+    ws: ClientConnection,
+) -> None:
+    # The reason names the field: cut to a close frame's 123 bytes, not characters.
+    ws.send(json.dumps({"é" * 100: 1}))
+    code, reason = closed_with(ws)
+    assert code == 1007
+    assert len(reason.encode()) <= 123
+
+
+def test_options_over_4_kib_close_the_stream_with_1009(ws: ClientConnection) -> None:
+    ws.send(json.dumps({"frame_id": "x" * 5000}))
+    code, reason = closed_with(ws)
+    assert code == 1009
+    assert "options" in reason

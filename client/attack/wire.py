@@ -29,15 +29,9 @@ class Target:
 
     def tcp(self, timeout: float = 5.0, send_buffer: int | None = None) -> socket.socket:
         """A TCP connection, nothing sent; ``send_buffer`` sets its kernel send buffer."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if send_buffer is not None:
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        if send_buffer is not None:  # before any byte is sent, so it bounds them all
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
-        sock.settimeout(timeout)
-        try:
-            sock.connect((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
         return sock
 
     def connect(

@@ -74,7 +74,7 @@ class WebSocketTransport:
         data = answer.encode() if isinstance(answer, str) else answer
         try:
             document = json.loads(data)
-            if "status" in document:
+            if isinstance(document, dict) and "status" in document:
                 error = v1_json.StreamError.model_validate(document)
                 raise TransportError("rejected", f"HTTP {error.status}: {error.detail}")
             result = v1_json.json_to_result(v1_json.DetectResponse.model_validate(document))
