@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from urllib.parse import urlsplit
 
 from client.__main__ import main as client_main
@@ -23,8 +23,9 @@ from client.network import linkcheck
 from client.network.namespace import NetworkError, ServiceNetwork, preflight, service_network
 from client.network.options import add_network_options, profile_from
 from client.network.profiles import ProfileError
-from client.processes import Child
-from client.readiness import ready
+from client.processes import Child, free_port
+from client.readiness import ready, rest_ready
+from client.transports import REST_H2_URL_VARIABLE
 from facewire.settings import Settings, url_host
 
 log = logging.getLogger("facewire.lab")
@@ -47,10 +48,16 @@ def services(
     grpc_target: str,
     network: ServiceNetwork | None = None,
     env: dict[str, str] | None = None,
+    rest_h2: bool = False,
 ) -> Iterator[tuple[str, str]]:
     """Both services, ready, and their addresses: the ones given when services already
     answer there (and no network is asked for), else started here and stopped after:
-    on loopback, or inside ``network``'s namespace on the ports given."""
+    on loopback, or inside ``network``'s namespace on the ports given.
+
+    ``rest_h2``: when starting them, start a second REST service beside them, on Granian
+    (HTTP/1.1 and HTTP/2, on a free port), for the ``rest-h2`` transports, and name it
+    in $FACEWIRE_REST_H2_URL while the block runs (load processes started in the block
+    inherit it)."""
     if network is None and ready(rest_url, grpc_target):
         log.info("using the services already running at %s and %s", rest_url, grpc_target)
         yield rest_url, grpc_target
@@ -68,15 +75,38 @@ def services(
     else:
         log.info("starting both services (python -m facewire.serve)")
     child = Child("facewire.serve", env=settings, terminal=True, prefix=prefix)  # its log, live
-    try:
-        child.wait_until(lambda: ready(rest_url, grpc_target), "the services", START_TIMEOUT)
-    except RuntimeError as error:
-        child.stop()
-        raise SystemExit(f"facewire: {error}") from None
-    try:
+    with ExitStack() as stack:
+        stack.callback(child.stop, grace=30, signum=signal.SIGINT)  # as Ctrl-C: both drain
+        try:
+            child.wait_until(lambda: ready(rest_url, grpc_target), "the services", START_TIMEOUT)
+            if rest_h2:
+                stack.enter_context(_rest_on_granian(rest_url, settings, prefix))
+        except RuntimeError as error:
+            raise SystemExit(f"facewire: {error}") from None
         yield rest_url, grpc_target
+
+
+@contextmanager
+def _rest_on_granian(rest_url: str, env: dict[str, str], prefix: list[str]) -> Iterator[str]:
+    """A second REST service, on Granian, beside the one at ``rest_url`` (same host)."""
+    parts = urlsplit(rest_url)
+    port = free_port()  # free here; a namespace of the run's own has nothing listening
+    url = f"{parts.scheme}://{parts.netloc.rsplit(':', 1)[0]}:{port}"
+    log.info("starting a REST service on Granian (HTTP/1.1 and HTTP/2) for rest-h2: %s", url)
+    child = Child("rest_service", env={**env, "FACEWIRE_REST_PORT": str(port),
+                                       "FACEWIRE_REST_SERVER": "granian"},
+                  terminal=True, prefix=prefix)  # fmt: skip
+    previous = os.environ.get(REST_H2_URL_VARIABLE)
+    try:
+        child.wait_until(lambda: rest_ready(url), "the REST service on Granian", START_TIMEOUT)
+        os.environ[REST_H2_URL_VARIABLE] = url
+        yield url
     finally:
-        child.stop(grace=30, signum=signal.SIGINT)  # as Ctrl-C would: both drain
+        if previous is None:
+            os.environ.pop(REST_H2_URL_VARIABLE, None)
+        else:
+            os.environ[REST_H2_URL_VARIABLE] = previous
+        child.stop(grace=30, signum=signal.SIGINT)
 
 
 def parser() -> argparse.ArgumentParser:

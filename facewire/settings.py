@@ -152,8 +152,8 @@ class Settings(BaseSettings):
     )
     http2_max_concurrent_streams: PositiveInt = Field(
         100,
-        description="gRPC: HTTP/2 streams one connection may open at once (SETTINGS_MAX_"
-        "CONCURRENT_STREAMS); beyond it, the stream is refused (REFUSED_STREAM).",
+        description="gRPC (and REST on Granian): HTTP/2 streams one connection may open at "
+        "once (SETTINGS_MAX_CONCURRENT_STREAMS); beyond it, the stream is refused.",
     )
     grpc_stream_window_bytes: int = Field(
         2 * 1024 * 1024,
@@ -175,6 +175,12 @@ class Settings(BaseSettings):
         30.0, description="gRPC: seconds in-flight calls get after the connection's age."
     )
     workers: PositiveInt = Field(1, description="REST worker processes (uvicorn workers).")
+    rest_server: Literal["uvicorn", "granian"] = Field(
+        "uvicorn",
+        description="REST: the ASGI server. uvicorn (HTTP/1.1) is the default; granian "
+        "serves the same app over HTTP/1.1 and HTTP/2 on one port (h2c with prior "
+        "knowledge in clear, ALPN with TLS): docs/configuration.md maps the limits.",
+    )
     max_header_bytes: PositiveInt = Field(
         64 * 1024, description="REST: request line and headers at most this long (else 431)."
     )

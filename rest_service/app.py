@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 
 import facewire
+from facewire import logs
 from facewire.budget import UploadBudget
 from facewire.dataplane import DataPlane
 from facewire.messages import DetectionRequest, DetectionResult, Model
@@ -239,6 +240,8 @@ def _serve_docs_offline(app: FastAPI) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for uvicorn worker processes, which each read the same environment."""
+    """Factory for worker processes (uvicorn's, Granian's), which each read the same
+    environment, and log as the service does."""
     settings = Settings()
+    logs.configure(settings)
     return create_app(settings, DataPlane.from_settings(settings, "rest"))

@@ -1,4 +1,5 @@
-"""Runs the REST service under uvicorn: ``python -m rest_service``."""
+"""Runs the REST service under uvicorn (or, with ``FACEWIRE_REST_SERVER=granian``, under
+Granian: ``rest_service.granian_server``): ``python -m rest_service``."""
 
 from __future__ import annotations
 
@@ -86,6 +87,17 @@ def main() -> None:
         raise SystemExit(1)
     sock = bind_socket(settings.host, settings.rest_port)
     host, port = sock.getsockname()[:2]
+    if settings.rest_server == "granian":
+        # Granian binds its own socket: this one only resolved port 0 (a race with
+        # another process taking the port meanwhile is possible, and would fail loudly).
+        sock.close()
+        try:
+            from rest_service.granian_server import serve
+        except ImportError:  # the asgi extra's
+            log.critical("FACEWIRE_REST_SERVER=granian needs Granian: pip install 'facewire[asgi]'")
+            raise SystemExit(1) from None
+        serve(settings, port)
+        return
     dataplane = None
     if settings.workers > 1:
         # Worker processes are spawned and build their own app from the environment.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,6 +161,11 @@ def test_windows_by_request_count(rest_url: str, grpc_target: str, tmp_path: Pat
         assert point["completed"] == 25 * min(point["windows"], 3)  # the counted windows
 
 
+#: Issue 25's check: REST over HTTP/2 (a second REST service, on Granian, started beside
+#: the default one), protobuf over REST and the WebSocket stream, beside REST and gRPC.
+EVERY_REST_PATH = ("rest", "grpc", "rest-h2", "rest-protobuf", "rest-ws")
+
+
 def test_start_services_uses_the_addresses_given(tmp_path: Path) -> None:
     rest_port, grpc_port = free_port(), free_port()
     out = tmp_path / "started"
@@ -167,12 +173,19 @@ def test_start_services_uses_the_addresses_given(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "client.bench", *QUICK, "--out", str(out), "--start-services",
          "--rest-url", f"http://127.0.0.1:{rest_port}", "--grpc-target",
-         f"127.0.0.1:{grpc_port}", "--models", "echo", "--concurrency", "1"],
+         f"127.0.0.1:{grpc_port}", "--models", "haar", "--concurrency", "1",
+         "--protocols", ",".join(EVERY_REST_PATH)],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
         env={**os.environ, **env_storage},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    # Every protocol answered the first frame with the same boxes, before the timing.
+    agreed = re.search(r"agreement: (.*) gave the same (\d+) box", done.stdout)
+    assert agreed is not None, done.stdout
+    assert agreed.group(1) == ", ".join(EVERY_REST_PATH)
+    assert int(agreed.group(2)) > 0  # the sample's first frame has faces
     points = json.loads((out / "results.json").read_text())["points"]
+    assert {p["protocol"] for p in points} == set(EVERY_REST_PATH)
     assert all(p["completed"] > 0 and p["error_count"] == 0 for p in points)
 
 

@@ -83,7 +83,9 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: its imports may come from, the services' dependencies always included. OpenCV is
 #: either wheel, whichever extra picked it.
 PARTS = {
-    "services": ((SERVICES, ()), ("headless",)),
+    "services": ((SERVICES, ("rest_service/granian_server.py",)), ("headless",)),
+    # FACEWIRE_REST_SERVER=granian: the asgi extra's (the images serve on uvicorn).
+    "REST on Granian": ((("rest_service/granian_server.py",), ()), ("headless", "asgi")),
     "client": (
         (("client",), ("client/bench", "client/attack", "client/scale")),
         ("headless", "client"),

@@ -25,7 +25,7 @@ import cv2
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from client.bench import machine, report, sweep
+from client.bench import agreement, machine, report, sweep
 from client.bench.floor import measure_floor
 from client.bench.h2load import H2loadError
 from client.bench.runner import BenchConfig, config_dict, run_sweep
@@ -36,7 +36,7 @@ from client.network.options import add_network_options, profile_from
 from client.network.profiles import ProfileError
 from client.processes import free_port
 from client.sources import Image, SourceError, open_source
-from client.transports import ALL_PROTOCOLS, PAYLOAD_FORMS, PROTOCOLS
+from client.transports import ALL_PROTOCOLS, HTTP2_PROTOCOLS, PAYLOAD_FORMS, PROTOCOLS
 
 MODELS = ("haar", "decode", "echo")
 GENERATORS = ("python", "h2load")
@@ -107,10 +107,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--protocols",
-        type=_list(str, (*ALL_PROTOCOLS, *PAYLOAD_FORMS)),
+        type=_list(str, (*ALL_PROTOCOLS, *HTTP2_PROTOCOLS, *PAYLOAD_FORMS)),
         default=PROTOCOLS,
-        help="rest, grpc, grpc-stream (the default), the Open Inference Protocol's "
-        "rest-v2 and grpc-v2, and REST's other payload forms: rest-multipart, rest-v2-json",
+        help="rest, grpc, grpc-stream (the default), REST's WebSocket stream rest-ws, "
+        "the Open Inference Protocol's rest-v2 and grpc-v2, REST over HTTP/2 (rest-h2, "
+        "rest-h2-protobuf: --start-services adds a REST service on Granian for them), "
+        "and REST's other payload forms: rest-multipart, rest-v2-json, rest-protobuf",
     )
     p.add_argument("--models", type=_list(str, MODELS), default=("haar", "echo"))
     load = p.add_mutually_exclusive_group()
@@ -353,7 +355,8 @@ def _measure(
     if args.start_services or network is not None:
         from client.lab import services as start_services
 
-        services = start_services(rest_url, grpc_target, network, env)
+        rest_h2 = any(p in HTTP2_PROTOCOLS for p in config.protocols)
+        services = start_services(rest_url, grpc_target, network, env, rest_h2)
     link = None
     total = len(config.models) * len(config.levels) * len(config.series) * config.max_windows
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -375,6 +378,8 @@ def _measure(
                     "give --grpc-metrics-url (compose: port 9464)"
                 )
             metrics = (f"{rest_url}/metrics", grpc_metrics)
+        agreed = agreement.check(config.protocols, frames[0], rest_url, grpc_target)
+        console.print(agreed)
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("windows (at most)", total=total)
 

@@ -1,6 +1,7 @@
-"""One client interface, six transports: REST, gRPC unary and gRPC stream (facewire's
-own APIs), REST's WebSocket stream, and the Open Inference Protocol over REST and gRPC;
-and REST's other payload forms (multipart, protobuf, the v2 request as plain JSON).
+"""One client interface, seven transports: REST, gRPC unary and gRPC stream (facewire's
+own APIs), REST over HTTP/2, REST's WebSocket stream, and the Open Inference Protocol
+over REST and gRPC; and REST's other payload forms (multipart, protobuf, the v2 request
+as plain JSON).
 
 Every transport is measured the same way: the clock starts just before the request is
 built and sent, and stops once the response is fully parsed into the core
@@ -18,11 +19,13 @@ paid once, when a transport (or a REST connection) is made, never per request.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from client.transports.base import (
     ALL_PROTOCOLS,
+    HTTP2_PROTOCOLS,
     PAYLOAD_FORMS,
     PROTOCOLS,
     ErrorKind,
@@ -45,6 +48,7 @@ from facewire.settings import Settings
 
 __all__ = [
     "ALL_PROTOCOLS",
+    "HTTP2_PROTOCOLS",
     "PAYLOAD_FORMS",
     "PROTOCOLS",
     "ErrorKind",
@@ -62,6 +66,11 @@ __all__ = [
 ]
 
 
+#: Where ``rest-h2`` finds a REST service that speaks HTTP/2, when the one at the REST
+#: URL does not (``make bench --start-services`` starts one on Granian and sets it).
+REST_H2_URL_VARIABLE = "FACEWIRE_REST_H2_URL"
+
+
 def make_transport(
     protocol: ProtocolName,
     rest_url: str,
@@ -75,6 +84,10 @@ def make_transport(
     ``new_connection``: a connection per request instead of one kept alive (not for
     grpc-stream, whose point is one long-lived stream).
 
+    ``rest-h2`` and ``rest-h2-protobuf`` go to $FACEWIRE_REST_H2_URL where it is set,
+    else to ``rest_url``; either must be served over HTTP/2 (FACEWIRE_REST_SERVER=granian),
+    or every call fails with a "protocol" error that says so.
+
     TLS: REST uses it when ``rest_url`` is https://; gRPC when ``rest_url`` is https://
     or a CA file is set (both services speak TLS or neither does). ``ca_file`` defaults
     to FACEWIRE_TLS_CA_FILE; when set, both trust it (only it) instead of the system's
@@ -87,6 +100,13 @@ def make_transport(
             token = secret.get_secret_value() if secret is not None else None
         if ca_file is None:
             ca_file = settings.tls_ca_file
+    if protocol in HTTP2_PROTOCOLS:
+        # A REST service on Granian: its own URL where one runs beside the default
+        # (uvicorn) service, else the REST service itself, which must then speak HTTP/2.
+        h2_url = os.environ.get(REST_H2_URL_VARIABLE) or rest_url
+        form = RestProtobufTransport if protocol == "rest-h2-protobuf" else RestTransport
+        return form(h2_url, token=token, ca_file=ca_file, new_connection=new_connection,
+                    http_version="2")  # fmt: skip
     if protocol == "rest":
         return RestTransport(rest_url, token=token, ca_file=ca_file, new_connection=new_connection)
     if protocol == "rest-ws":

@@ -20,6 +20,8 @@ ProtocolName = Literal[
     "rest-v2-json",
     "rest-protobuf",
     "rest-ws",
+    "rest-h2",
+    "rest-h2-protobuf",
 ]
 #: facewire's own APIs: what the GUI shows and the benchmark runs by default.
 PROTOCOLS: tuple[ProtocolName, ...] = ("rest", "grpc", "grpc-stream")
@@ -30,6 +32,9 @@ ALL_PROTOCOLS: tuple[ProtocolName, ...] = (*PROTOCOLS, "rest-ws", "rest-v2", "gr
 #: request as plain JSON (the image in base64) instead of binary tensor data, and
 #: /v1/detect's request and answer as gRPC's protobuf messages.
 PAYLOAD_FORMS: tuple[ProtocolName, ...] = ("rest-multipart", "rest-v2-json", "rest-protobuf")
+#: facewire's REST API over HTTP/2 (raw body, and protobuf): these need the REST service
+#: run on Granian (FACEWIRE_REST_SERVER=granian; see ``make_transport``).
+HTTP2_PROTOCOLS: tuple[ProtocolName, ...] = ("rest-h2", "rest-h2-protobuf")
 ErrorKind = Literal["unreachable", "timeout", "rejected", "protocol"]
 
 

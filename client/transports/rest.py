@@ -1,10 +1,13 @@
 """REST over one kept-alive HTTP/1.1 connection: facewire's ``/v1/detect`` (the image
 raw, in a multipart form, or in a protobuf message) and the Open Inference Protocol's
-``/v2/models/<model>/infer``.
+``/v2/models/<model>/infer``; and the same over HTTP/2 (``rest-h2``).
 
-The standard library's ``http.client`` rather than httpx: on loopback httpx's own
-Python costs about 0.4 ms a request (docs/performance.md), which would be counted
-against REST. A connection that fails is dropped and the next call makes a new one.
+The standard library's ``http.client`` rather than httpx for HTTP/1.1: on loopback
+httpx's own Python costs about 0.4 ms a request (docs/performance.md), which would be
+counted against REST. HTTP/2 needs httpx (with h2): ``rest-h2`` pays that cost, and
+``make claims``' factorial compares the HTTP versions both through httpx
+(``http_version="httpx-1.1"``) so that the client library is held still. A connection
+that fails is dropped and the next call makes a new one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from google.protobuf.message import DecodeError
@@ -35,6 +38,71 @@ from facewire.messages import DetectionResult
 from facewire.v1 import face_detection_pb2 as pb
 from facewire.wire import v1_json, v1_proto, v2_json
 
+#: "1.1": http.client (the default); "2": HTTP/2 over httpx (h2c with prior knowledge in
+#: clear, ALPN with TLS); "httpx-1.1": HTTP/1.1 over httpx, so that a comparison with "2"
+#: holds the client library still (``make claims``' factorial).
+HttpVersion = Literal["1.1", "2", "httpx-1.1"]
+#: The protocol names of the transports over HTTP/2.
+_HTTP2_NAMES: dict[str, ProtocolName] = {"rest": "rest-h2", "rest-protobuf": "rest-h2-protobuf"}
+
+
+class Answer(NamedTuple):
+    """An HTTP answer, whichever client read it."""
+
+    status: int
+    reason: str
+    header: Callable[[str], str | None]  # by name, case-insensitive
+    body: bytes
+
+
+class HttpxExchange:
+    """Requests over one httpx connection: HTTP/2 (one connection, streams multiplexed
+    when threads share the transport) or HTTP/1.1.
+
+    Over HTTP/2 every answer's version is checked: a server that does not speak it fails
+    the call clearly rather than being measured as something else.
+    """
+
+    def __init__(self, base_url: str, timeout: float, ssl: Any, version: HttpVersion) -> None:
+        import httpx  # the client extra's; only these transports need it
+
+        self._http2 = version == "2"
+        parts = urlsplit(base_url)
+        self._origin = f"{parts.scheme}://{parts.netloc}"  # paths come whole
+        self._client = httpx.Client(
+            http1=not self._http2,
+            http2=self._http2,
+            verify=ssl if ssl is not None else True,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+            limits=httpx.Limits(max_connections=1 if self._http2 else None),
+        )
+        self._errors = (httpx.TimeoutException, httpx.TransportError)
+        self._timeouts = httpx.TimeoutException
+        self._answered = False
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
+        try:
+            response = self._client.post(self._origin + path, content=body, headers=headers)
+        except self._timeouts:
+            raise TransportError("timeout", "no answer in time") from None
+        except self._errors as exc:
+            why = first_line(exc) or type(exc).__name__
+            if self._http2 and not self._answered:
+                # An HTTP/1.1 server drops the connection at HTTP/2's preface.
+                why += " (before any answer: does the server speak HTTP/2? " \
+                       "FACEWIRE_REST_SERVER=granian serves it)"
+            raise TransportError("unreachable", why) from None
+        self._answered = True
+        if self._http2 and response.http_version != "HTTP/2":
+            spoken = response.http_version
+            raise TransportError("protocol", f"the server answered in {spoken}, not HTTP/2 "
+                                 "(FACEWIRE_REST_SERVER=granian serves it)")  # fmt: skip
+        return Answer(response.status_code, response.reason_phrase, response.headers.get,
+                      response.content)  # fmt: skip
+
+    def close(self) -> None:
+        self._client.close()
+
 
 class RestTransport:
     """POST /v1/detect with the raw JPEG body. With ``new_connection``, every request
@@ -50,6 +118,7 @@ class RestTransport:
         token: str | None = None,
         ca_file: Path | str | None = None,
         new_connection: bool = False,
+        http_version: HttpVersion = "1.1",
     ) -> None:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -67,6 +136,14 @@ class RestTransport:
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._auth.update(close)  # every request's extra headers
         self._headers = {"Content-Type": "image/jpeg", **self._auth}
+        #: HTTP/2 (httpx over h2), or HTTP/1.1 through httpx: see ``HttpxExchange``.
+        self._h2: HttpxExchange | None = None
+        if http_version != "1.1":
+            if new_connection:
+                raise ValueError("a new connection per request is HTTP/1.1's (http.client)")
+            self._h2 = HttpxExchange(base_url, timeout, self._ssl, http_version)
+            if http_version == "2":
+                self.name = _HTTP2_NAMES.get(self.name, self.name)
 
     def _connect(self) -> http.client.HTTPConnection:
         connection = self._connection
@@ -102,8 +179,9 @@ class RestTransport:
     def _exchange(self, start: int, path: str, body: bytes, headers: dict[str, str],
                   parse: Callable[[bytes], DetectionResult]) -> Reply:  # fmt: skip
         """POST ``body`` to ``path`` and ``parse`` the answer, timed from ``start``."""
-        response, answer = self._post(path, body, headers)
+        response = self._post(path, body, headers)
         received = time.perf_counter_ns()
+        answer = response.body
         if response.status != 200:
             raise TransportError(
                 "rejected", f"HTTP {response.status}: {_detail(answer, response.reason)}"
@@ -112,11 +190,11 @@ class RestTransport:
         end = time.perf_counter_ns()
         return Reply(result, (end - start) / 1e6, len(body), len(answer), (end - received) / 1e6)
 
-    def _post(
-        self, path: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[http.client.HTTPResponse, bytes]:
+    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
         """One request on the kept-alive connection; the connection is dropped on any
         failure and when the server says it will close it."""
+        if self._h2 is not None:
+            return self._h2.post(path, body, headers)
         try:
             connection = self._connect()
             connection.request("POST", path, body, headers)
@@ -130,12 +208,14 @@ class RestTransport:
             raise TransportError("unreachable", first_line(exc) or type(exc).__name__) from None
         if response.will_close or self._new_connection:
             self.close()
-        return response, answer
+        return Answer(response.status, response.reason, response.getheader, answer)
 
     def close(self) -> None:
         """Close the connection; safe from another thread. The shutdown wakes a read that is
         blocked on a stalled server (a plain close would not: the response holds the socket
         open), so quitting never waits for this transport's timeout."""
+        if self._h2 is not None:
+            self._h2.close()
         connection, self._connection = self._connection, None
         if connection is None:
             return
@@ -203,12 +283,13 @@ class RestV2Transport(RestTransport):
             "Content-Type": "application/json"}  # fmt: skip
         headers = {**framing, **self._auth}
         path = f"{self._base}/v2/models/{inference.MODEL_NAMES[request.model]}/infer"
-        response, answer = self._post(path, body, headers)
+        response = self._post(path, body, headers)
         received = time.perf_counter_ns()
+        answer = response.body
         if response.status != 200:
             detail = v2_json.decode_error(answer) or response.reason
             raise TransportError("rejected", f"HTTP {response.status}: {detail}")
-        length = response.getheader(v2_json.HEADER_LENGTH)
+        length = response.header(v2_json.HEADER_LENGTH)
         try:
             values, parameters = v2_json.decode_response(answer, int(length) if length else None)
             result = inference.from_outputs(values, request.model, frame_id, parameters)
