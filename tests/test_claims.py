@@ -104,3 +104,47 @@ def test_across_the_round_trip(claims: tuple[Path, dict]) -> None:
         if isinstance(row, dict):
             assert row["requests"] > 0, key
             assert row["p99_ms"] >= row["p50_ms"] >= rtt, key
+
+
+def test_the_factorial_separates_the_factors(claims: tuple[Path, dict]) -> None:
+    """Every cell of HTTP version × encoding × mode, and grpcio, answered on loopback and
+    across the round trip; what the encodings put on the wire does not depend on the HTTP
+    version; HPACK is measured with the version the only difference; and the streaming
+    verdict follows from REST's WebSocket having run."""
+    out, document = claims
+    results = document["results"]
+    design = results["factorial_design"]
+    names = {cell["cell"] for cell in design["cells"]}
+    assert len(names) == 9
+    rtt = results["link_checks"]["delayed"]["round_trip"]["measured_ms"]
+    for place in ("loopback", "delayed"):
+        one, eight = design[place]["concurrency 1"], design[place]["concurrency 8"]
+        assert one["errors"] == {}, place
+        assert eight["errors"] == {}, place
+        assert set(one["cells"]) == set(eight["cells"]) == names
+        cells = one["cells"]
+        for encoding in ("raw", "protobuf", "JSON+base64"):  # bytes: the version's no part
+            h1, h2 = cells[f"REST HTTP/1.1 {encoding}"], cells[f"REST HTTP/2 {encoding}"]
+            assert h1["sent_bytes"] == h2["sent_bytes"]
+            assert h1["received_bytes"] == h2["received_bytes"]
+        raw = cells["REST HTTP/1.1 raw"]["sent_bytes"]
+        assert cells["REST HTTP/1.1 JSON+base64"]["sent_bytes"] > 1.3 * raw  # base64
+        assert cells["REST HTTP/2 protobuf"]["sent_bytes"] == cells["grpcio unary"]["sent_bytes"]
+        assert set(one["effects_ms"]) >= {
+            "HTTP/2 − HTTP/1.1 (mean over encodings)",
+            "interaction: version × protobuf",
+            "implementation: grpcio − REST HTTP/2 protobuf",
+        }
+        for low_mid_high in one["effects_ms"].values():
+            assert low_mid_high[1] <= low_mid_high[0] <= low_mid_high[2]
+        if place == "delayed":
+            assert all(c["p50_ms"] >= rtt for c in cells.values())  # a round trip each
+    wire = results["header_bytes"]
+    beyond = {p: w["wire_bytes_up"] - w["payload_bytes_up"] for p, w in wire.items()}
+    assert beyond["REST on Granian, HTTP/2"] < beyond["REST on Granian, HTTP/1.1"]  # HPACK
+    verdicts = document["verdicts"]
+    assert verdicts["streaming"]["status"] == "does not hold"  # REST streamed
+    assert "HPACK's own share" in " ".join(verdicts["headers"]["reasons"])
+    report = (out / "claims.md").read_text()
+    assert "### The factorial: HTTP version × encoding × mode" in report
+    assert (out / "factorial.png").stat().st_size > 0

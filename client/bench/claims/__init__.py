@@ -28,10 +28,10 @@ CLAIMS = (
     Claim("headers", "HTTP/2 … compresses the header … is much safer",
           SEED_DEMO, ("header_bytes", "connections")),
     Claim("streaming", "Bi-directional streaming is possible in gRPC, which is not the case "
-          "with REST API", SEED_DEMO, ("streaming",)),
+          "with REST API", SEED_DEMO, ("streaming", "factorial_design")),
     Claim("latency", "gRPC usually has lower latency because of binary Protobuf and HTTP/2",
           SEED_LAB, ("rest_against_grpc", "data_volume", "multiplexing", "slow_start", "loss",
-                     "haar_against_echo")),
+                     "haar_against_echo", "factorial_design")),
     Claim("volume", "gRPC is ideal for high data volume", SEED_DEMO + " (its point on "
           "Protocol Buffers and network efficiency)", ("data_volume",)),
 )  # fmt: skip

@@ -3,7 +3,8 @@ DIR`` rebuilds a run's claims.md and plot from its claims.json.
 
 Runs the fixed plan (every experiment in ``experiments``, against the services of
 ``stage``), decides each claim's verdict (``verdicts``) and writes
-``claims-results/<UTC time>/claims.md``, ``claims.json`` and ``sizes.png``.
+``claims-results/<UTC time>/claims.md``, ``claims.json``, ``sizes.png`` and
+``factorial.png``.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ def write(out: Path, document: dict[str, Any]) -> dict[str, Verdict]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "claims.json").write_text(json.dumps(document, indent=1) + "\n")
     report.plot_sizes(document["results"], out / "sizes.png")
+    report.plot_factorial(document["results"], out / "factorial.png")
     (out / "claims.md").write_text(
         render(document) + "\n![Latency against image size](sizes.png)\n"
+        "\n![The factorial's effects](factorial.png)\n"
     )
     return verdicts
 
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["report"] and len(argv) == 2:  # rebuild from claims.json
         folder = Path(argv[1])
         write(folder, json.loads((folder / "claims.json").read_text()))
-        print(f"rebuilt {folder}/claims.md and sizes.png")
+        print(f"rebuilt {folder}/claims.md, sizes.png and factorial.png")
         return 0
     parser = argparse.ArgumentParser(prog="python -m client.bench.claims",
                                      description=__doc__.splitlines()[0])  # fmt: skip
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = write(out, document)
     for claim in CLAIMS:
         console.print(f"{verdicts[claim.key].status:>16}: {claim.quote}")
-    console.print(f"results in {out}/ (claims.md, claims.json, sizes.png)")
+    console.print(f"results in {out}/ (claims.md, claims.json, sizes.png, factorial.png)")
     return 0
 
 

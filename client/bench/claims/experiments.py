@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -18,13 +19,14 @@ from typing import Any, cast
 import cv2
 
 from client.bench.alternate import Alternated, alternate
-from client.bench.claims import codecs
+from client.bench.claims import codecs, factorial
 from client.bench.claims.stage import Place, Stage, wire_bytes
 from client.bench.load import WindowSpec
 from client.bench.runner import LoadPool
 from client.engine import encode_frame
 from client.sources import Image, SampleSource
 from client.transports import ProtocolName, Transport
+from client.transports.rest import RestTransport
 
 Data = dict[str, Any]
 FORMS: tuple[ProtocolName, ...] = ("rest", "rest-multipart", "rest-v2", "rest-v2-json",
@@ -47,11 +49,15 @@ class Plan:
     idle_requests: int = 10
     #: Seconds of load per protocol at each loss.
     loss_s: float = 8.0
+    #: The factorial's rounds at concurrency 1: on loopback, and across the round trip.
+    factorial_requests: int = 300
+    factorial_shaped_requests: int = 60
 
     @classmethod
     def quick(cls) -> Plan:
         return cls(echo_requests=20, haar_requests=3, shaped_requests=2, window_s=0.5,
-                   windows=1, frames=2, idle_requests=2, loss_s=1.0)  # fmt: skip
+                   windows=1, frames=2, idle_requests=2, loss_s=1.0, factorial_requests=10,
+                   factorial_shaped_requests=3)  # fmt: skip
 
 
 def frames(plan: Plan, size: tuple[int, int] = (1280, 720), quality: int = 90) -> list[bytes]:
@@ -145,8 +151,18 @@ def header_bytes(stage: Stage, plan: Plan) -> Data:
         return {"missing": stage.missing.get("veth", "not set up")}
     out: Data = {}
     tiny = b"\xff\xd8\xff\xe0tiny"
-    for protocol in ("rest", "grpc"):
-        transport = place.transport(protocol)
+    clients: dict[str, Callable[[], Transport]] = {
+        "rest": lambda: place.transport("rest"),
+        "grpc": lambda: place.transport("grpc"),
+    }
+    if place.granian_url is not None:
+        # HPACK alone: one app, one server (Granian), one client (httpx), two versions.
+        url = place.granian_url
+        clients |= {f"REST on Granian, {v}": (lambda v=v: RestTransport(
+                        url, token="", http_version=factorial.VERSIONS[v]))  # type: ignore[misc]
+                    for v in factorial.VERSIONS}  # fmt: skip
+    for protocol, make in clients.items():
+        transport = make()
         try:
             for _ in range(5):  # connection, HPACK's table: set up before counting
                 transport.detect(tiny, model="echo", save=False, frame_id="")
@@ -245,7 +261,33 @@ def data_volume(stage: Stage, plan: Plan) -> Data:
 
 #: Experiments in the order make claims runs them.
 ORDER = ("payload_forms", "codec_costs", "rest_against_grpc", "header_bytes", "streaming",
-         "data_volume", "multiplexing", "connections", "slow_start", "loss")  # fmt: skip
+         "factorial_design", "data_volume", "multiplexing", "connections", "slow_start",
+         "loss")  # fmt: skip
+
+
+def factorial_design(stage: Stage, plan: Plan) -> Data:
+    """HTTP version × encoding × mode, and grpcio (``factorial``): echo, on loopback and
+    across the round trip, at concurrency 1 (requests alternating) and 8 (windows
+    alternating)."""
+    out: Data = {"cells": factorial.describe_cells()}
+    images = frames(plan)
+    for place_name in ("loopback", "delayed"):
+        place = stage.places.get(place_name)
+        if place is None or place.granian_url is None:
+            out[place_name] = {"missing": stage.missing.get(place_name, "no Granian service")}
+            continue
+        count = plan.factorial_shaped_requests if place.rtt_ms else plan.factorial_requests
+        out[place_name] = {
+            "link": place.describe,
+            "rtt_ms": place.rtt_ms,
+            "concurrency 1": factorial.latency(place.granian_url, place.grpc_target, images,
+                                               count),
+            f"concurrency {factorial.CONCURRENCY}": factorial.throughput(
+                place.granian_url, place.grpc_target, images, plan.windows, plan.window_s),
+        }  # fmt: skip
+    return out
+
+
 #: Requests in flight in the multiplexing and loss experiments.
 IN_FLIGHT = 8
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 
 from client.bench.claims import CLAIMS
 from client.bench.claims.codecs import STEP_NAMES
+from client.bench.claims.factorial import CONCURRENCY
 from client.bench.claims.verdicts import Verdict
 
 Data = dict[str, Any]
@@ -75,6 +76,7 @@ def experiments(results: Data) -> list[str]:
                    for m in ("echo", "haar")])  # fmt: skip
     out += _table(["answers/s", *next(iter(stream["throughput"].values())).keys()],
                   [[k, *v.values()] for k, v in stream["throughput"].items()])  # fmt: skip
+    out += factorial_section(results.get("factorial_design", {}))
     out += ["### Sizes and qualities (haar, requests alternating)", ""]
     for place, data in results["data_volume"].items():
         if "missing" in data:
@@ -123,6 +125,72 @@ def experiments(results: Data) -> list[str]:
          "answers/s": "per_second", "requests": "requests"},
     )  # fmt: skip
     return out
+
+
+def factorial_section(design: Data) -> list[str]:
+    """The factorial's tables: each cell, then each effect (client/bench/claims/
+    factorial.py says how they are measured)."""
+    out = ["### The factorial: HTTP version × encoding × mode, and grpcio (echo)", ""]
+    if not design:
+        return [*out, "Not measured in this run.", ""]
+    out += ["REST cells: one FastAPI app on Granian (HTTP/1.1 and HTTP/2 on one port), one "
+            "client library (httpx); WebSocket: websockets' client; grpcio: its own client "
+            "and server. Concurrency 1: requests alternating between every cell, effects "
+            "computed within each round, median and 95 % interval. Concurrency 8: windows "
+            "alternating, a connection per thread in every cell; ratios of answers per "
+            "second, median and range over rounds.", ""]  # fmt: skip
+    for place in ("loopback", "delayed"):
+        data = design.get(place, {})
+        if "missing" in data or not data:
+            out += [f"{place}: not measured ({data.get('missing', 'not run')})", ""]
+            continue
+        one, eight = data["concurrency 1"], data[f"concurrency {CONCURRENCY}"]
+        trip = f"; measured round trip {data['rtt_ms']:.1f} ms" if data.get("rtt_ms") else ""
+        out += [f"**{place}**: {data['link']}{trip}; {one['rounds']} rounds at concurrency "
+                f"1, {eight['rounds']} at 8.", ""]  # fmt: skip
+        rows = []
+        for cell in design["cells"]:
+            name = cell["cell"]
+            c1, c8 = one["cells"].get(name, {}), eight["cells"].get(name, {})
+            rows.append([name, cell["HTTP"], cell["encoding"], cell["mode"], cell["server"],
+                         c1.get("p50_ms", "–"), c1.get("sent_bytes", "–"),
+                         c1.get("received_bytes", "–"), c8.get("answers_per_s", "–"),
+                         c8.get("p50_ms", "–")])  # fmt: skip
+        out += _table(["cell", "HTTP", "encoding", "mode", "server", "p50 ms (c=1)",
+                       "bytes up", "bytes down", "answers/s (c=8)", "p50 ms (c=8)"],
+                      rows)  # fmt: skip
+        out += _table(["effect (concurrency 1)", "ms per request (95 %)"],
+                      [[k, _interval(v)] for k, v in one["effects_ms"].items()])  # fmt: skip
+        out += _table(["ratio of answers/s (concurrency 8)", "median (range over rounds)"],
+                      [[k, f"{v[0]:.3f} ({v[1]:.3f} to {v[2]:.3f})"]
+                       for k, v in eight["answers_per_s_ratios"].items()])  # fmt: skip
+        failed = {**one["errors"], **{f"{k} (c=8)": v for k, v in eight["errors"].items()}}
+        if failed:
+            out += [f"Errors: {failed}", ""]
+    return out
+
+
+def plot_factorial(results: Data, path: Path) -> None:
+    """Each effect at concurrency 1 with its 95 % interval, a panel per place."""
+    design = results.get("factorial_design", {})
+    places = [p for p in ("loopback", "delayed") if "concurrency 1" in design.get(p, {})]
+    figure, axes = plt.subplots(1, max(1, len(places)), figsize=(12, 5), squeeze=False)
+    for ax, place in zip(axes[0], places, strict=False):
+        effects = design[place]["concurrency 1"]["effects_ms"]
+        names = list(effects)
+        middles = [effects[n][0] for n in names]
+        errors = [[effects[n][0] - effects[n][1] for n in names],
+                  [effects[n][2] - effects[n][0] for n in names]]  # fmt: skip
+        ax.barh(range(len(names)), middles, xerr=errors, capsize=3, color="tab:blue")
+        ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [""] * len(names))
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.invert_yaxis()
+        ax.set_xlabel("ms per echo request (median, 95 % interval)")
+        ax.set_title(place)
+        ax.grid(True, axis="x", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def _rows_across(title: str, data: Data, note: str, columns: dict[str, str]) -> list[str]:

@@ -5,6 +5,8 @@ namespaces: one not shaped (so the veth counters give the bytes each request put
 the wire), one rate-limited, and two with a round trip (in clear and with TLS), made by
 netem where the kernel has it and by wirefilter where it does not. Each shaped link is
 checked before the experiments (its measured round trip is what they count in).
+Beside the clear services on loopback, the unshaped link and the delayed one, the REST
+service runs on Granian too (FACEWIRE_REST_SERVER=granian), for the factorial.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from client.network.namespace import NetworkError, ServiceNetwork, preflight, re
 from client.network.profiles import Profile, ProfileError, resolve
 from client.processes import Child, free_port
 from client.readiness import answers
-from client.transports import ProtocolName, Transport, make_transport
+from client.transports import ProtocolName, Transport, TransportError, make_transport
+from client.transports.rest import RestTransport
 
 #: The rate-limited link: WebPageTest's FIOS (20 Mbit/s down, 5 up, 4 ms).
 RATE_LIMITED = "fios"
@@ -29,6 +32,8 @@ RATE_LIMITED = "fios"
 UNSHAPED = Profile("veth", None, None, source="a veth pair, not shaped")
 #: A round trip alone, bandwidth not shaped (the 40 ms of comcast's "WIFI (good)"), for
 #: what connection reuse, multiplexing, idle connections and loss do across one.
+#: The REST service on Granian's port inside a namespace (nothing else listens there).
+GRANIAN_PORT = 8002
 DELAYED = Profile("delayed", None, None, rtt_ms=40, source="comcast's WIFI (good) round trip")
 
 
@@ -44,6 +49,9 @@ class Place:
     describe: str = ""
     #: The link's round trip as its check measured it (None: loopback).
     rtt_ms: float | None = None
+    #: A second REST service beside these, on Granian (HTTP/1.1 and HTTP/2 on one
+    #: port), for the factorial and the HPACK comparison; None where none runs.
+    granian_url: str | None = None
 
     def transport(self, protocol: ProtocolName, *, new_connection: bool = False) -> Transport:
         return make_transport(protocol, self.rest_url, self.grpc_target, token="",
@@ -65,15 +73,37 @@ def _answers(place: Place) -> bool:
 
 
 @contextlib.contextmanager
-def _services(place: Place, env: dict[str, str], folder: Path) -> Iterator[Place]:
+def _services(place: Place, env: dict[str, str], folder: Path,
+              granian_port: int | None = None) -> Iterator[Place]:  # fmt: skip
+    """The services at ``place``; with ``granian_port``, the REST service on Granian
+    beside them, on that port (``place.granian_url``)."""
     prefix = place.network.prefix if place.network is not None else []
     log = folder / f"services-{place.name}.log"
-    child = Child("facewire.serve", env=env, prefix=prefix, log=log)
-    try:
+    with contextlib.ExitStack() as stack:
+        child = stack.enter_context(Child("facewire.serve", env=env, prefix=prefix, log=log))
         child.wait_until(lambda: _answers(place), f"the services ({place.name})", 90)
+        if granian_port is not None:
+            host = place.rest_url.rsplit(":", 1)[0]
+            place.granian_url = f"{host}:{granian_port}"
+            granian_env = {**env, "FACEWIRE_REST_SERVER": "granian",
+                           "FACEWIRE_REST_PORT": str(granian_port)}  # fmt: skip
+            granian = stack.enter_context(Child(
+                "rest_service", env=granian_env, prefix=prefix,
+                log=folder / f"granian-{place.name}.log"))  # fmt: skip
+            granian.wait_until(lambda: _granian_answers(place), f"Granian ({place.name})", 90)
         yield place
+
+
+def _granian_answers(place: Place) -> bool:
+    assert place.granian_url is not None
+    transport = RestTransport(place.granian_url, token="", http_version="2")
+    try:
+        transport.detect(b"ready?", model="echo", save=False, frame_id="")
+        return True
+    except TransportError:
+        return False
     finally:
-        child.stop()
+        transport.close()
 
 
 @contextlib.contextmanager
@@ -96,7 +126,8 @@ def stage(rate_limited: Profile | None = None) -> Iterator[Stage]:
                 env |= {"FACEWIRE_TLS_CERT_FILE": str(cert), "FACEWIRE_TLS_KEY_FILE": str(key)}
                 place.rest_url = place.rest_url.replace("http://", "https://")
                 place.ca_file, place.describe = cert, "loopback, TLS (self-signed, RSA 2048)"
-            built.places[name] = stack.enter_context(_services(place, env, folder))
+            granian = None if tls else free_port()
+            built.places[name] = stack.enter_context(_services(place, env, folder, granian))
         try:
             require_root()
             built.engine = preflight(DELAYED)
@@ -131,7 +162,8 @@ def stage(rate_limited: Profile | None = None) -> Iterator[Stage]:
                     checked = linkcheck.check(network)
                     built.checks[name] = checked.as_dict()
                     place.rtt_ms = checked.round_trip.measured_ms
-                built.places[name] = stack.enter_context(_services(place, env, folder))
+                granian = None if tls or name == "rate-limited" else GRANIAN_PORT
+                built.places[name] = stack.enter_context(_services(place, env, folder, granian))
         yield built
 
 
