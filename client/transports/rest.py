@@ -89,8 +89,10 @@ class HttpxExchange:
             why = first_line(exc) or type(exc).__name__
             if self._http2 and not self._answered:
                 # An HTTP/1.1 server drops the connection at HTTP/2's preface.
-                why += " (before any answer: does the server speak HTTP/2? " \
-                       "FACEWIRE_REST_SERVER=granian serves it)"
+                why += (
+                    " (before any answer: does the server speak HTTP/2? "
+                    "FACEWIRE_REST_SERVER=granian serves it)"
+                )
             raise TransportError("unreachable", why) from None
         self._answered = True
         if self._http2 and response.http_version != "HTTP/2":
