@@ -9,7 +9,6 @@ windows of the benchmark's load processes.
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ import cv2
 
 from client.bench.alternate import Alternated, alternate
 from client.bench.claims import codecs, factorial
+from client.bench.claims.loops import closed_loops
 from client.bench.claims.stage import Place, Stage, wire_bytes
 from client.bench.load import WindowSpec
 from client.bench.runner import LoadPool
@@ -337,33 +337,8 @@ def _threads(
     clients: list[Transport], images: list[bytes], model: str, seconds: float
 ) -> tuple[int, float]:
     """Each client in its own thread, closed loop, for ``seconds``: answers, and time."""
-    latencies, seconds_taken = _timed_threads(clients, images, model, seconds)
-    return len(latencies), seconds_taken
-
-
-def _timed_threads(
-    clients: list[Transport], images: list[bytes], model: str, seconds: float
-) -> tuple[list[float], float]:
-    """Each client in its own thread, closed loop, for ``seconds``: every answer's
-    latency (ms), and the time taken."""
-    latencies: list[list[float]] = [[] for _ in clients]
-    deadline = time.perf_counter() + seconds
-
-    def loop(i: int) -> None:
-        n = 0
-        while time.perf_counter() < deadline:
-            reply = clients[i].detect(images[n % len(images)], model=model, save=False,
-                                      frame_id="")  # fmt: skip
-            latencies[i].append(reply.latency_ms)
-            n += 1
-
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(clients))]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [ms for mine in latencies for ms in mine], time.perf_counter() - start
+    taken = closed_loops(clients, images, model, seconds)
+    return len(taken.latencies), taken.seconds
 
 
 def connections(stage: Stage, plan: Plan) -> Data:
@@ -473,7 +448,8 @@ def loss(stage: Stage, plan: Plan) -> Data:
                 one = place.transport(protocol) if shared else None
                 clients = [one or place.transport(protocol) for _ in range(IN_FLIGHT)]
                 try:
-                    latencies, seconds = _timed_threads(clients, images, "echo", plan.loss_s)
+                    taken = closed_loops(clients, images, "echo", plan.loss_s)
+                    latencies, seconds = taken.latencies, taken.seconds
                 finally:
                     for client in set(clients):
                         client.close()

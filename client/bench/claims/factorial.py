@@ -34,14 +34,13 @@ multiplexed is what the ``multiplexing`` experiment measures, with grpcio.
 from __future__ import annotations
 
 import statistics
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from client.bench.alternate import alternate, median_ci
-from client.transports import Transport, TransportError
+from client.bench.claims.loops import closed_loops
+from client.transports import Transport
 from client.transports.rest import (
     HttpVersion,
     RestProtobufTransport,
@@ -181,14 +180,14 @@ def throughput(url: str, target: str, images: list[bytes], windows: int,
             else:
                 clients = [cell.make(url, target) for _ in range(CONCURRENCY)]
             try:
-                latencies, failed, taken_s = _closed_loops(clients, images, seconds)
+                taken = closed_loops(clients, images, "echo", seconds)
             finally:
                 for client in {id(c): c for c in clients}.values():
                     client.close()
             if k:
-                rates[cell.name].append(len(latencies) / taken_s)
-                p50s[cell.name].append(statistics.median(latencies) if latencies else 0.0)
-                errors[cell.name] += failed
+                rates[cell.name].append(len(taken.latencies) / taken.seconds)
+                p50s[cell.name].append(statistics.median(taken.latencies or [0.0]))
+                errors[cell.name] += taken.failed
     ratios = {
         "HTTP/2 ÷ HTTP/1.1, " + e: (_name("HTTP/2", e), _name("HTTP/1.1", e)) for e in ENCODINGS
     }
@@ -219,34 +218,6 @@ def throughput(url: str, target: str, images: list[bytes], windows: int,
         "rounds": windows,
         "concurrency": CONCURRENCY,
     }
-
-
-def _closed_loops(clients: list[Transport], images: list[bytes],
-                  seconds: float) -> tuple[list[float], int, float]:  # fmt: skip
-    """Each client in its own thread, closed loop, echo, for ``seconds``: every answer's
-    latency (ms), the calls that failed (counted, the loop going on), and the time."""
-    latencies: list[list[float]] = [[] for _ in clients]
-    failed = [0] * len(clients)
-    deadline = time.perf_counter() + seconds
-
-    def loop(i: int) -> None:
-        n = 0
-        while time.perf_counter() < deadline:
-            try:
-                reply = clients[i].detect(images[n % len(images)], model="echo", save=False,
-                                          frame_id="")  # fmt: skip
-                latencies[i].append(reply.latency_ms)
-            except TransportError:
-                failed[i] += 1
-            n += 1
-
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(clients))]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [ms for mine in latencies for ms in mine], sum(failed), time.perf_counter() - start
 
 
 def describe_cells() -> list[dict[str, str]]:
