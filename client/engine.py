@@ -30,6 +30,9 @@ MODES: dict[str, tuple[ProtocolName, ...]] = {
     "both": ("rest", "grpc"),
     "stream": ("grpc-stream",),
     "ws": ("rest-ws",),
+    # REST over HTTP/2: a REST service on Granian ($FACEWIRE_REST_H2_URL, which make run
+    # starts, else the REST URL; uvicorn's answers that it does not speak HTTP/2).
+    "h2": ("rest-h2",),
 }
 #: Every protocol a mode shows, each with its own worker.
 GUI_PROTOCOLS: tuple[ProtocolName, ...] = tuple(dict.fromkeys(p for m in MODES.values() for p in m))

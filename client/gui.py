@@ -18,7 +18,7 @@ log = logging.getLogger("facewire.client")
 
 TITLE = "facewire: REST vs gRPC"
 KEY_MODES = {ord("1"): "rest", ord("2"): "grpc", ord("3"): "both", ord("4"): "stream",
-             ord("5"): "ws"}  # fmt: skip
+             ord("5"): "ws", ord("6"): "h2"}  # fmt: skip
 QUIT_KEYS = {ord("q"), ord("Q"), 27}  # 27: Esc
 
 

@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         network_context = service_network(profile, args.link_engine)
         with network_context as network:
             rest_url, grpc_target = addresses(Settings())
-            with services(rest_url, grpc_target, network) as (rest_url, grpc_target):
+            # A REST service on Granian beside them, for the GUI's key 6 (REST over HTTP/2).
+            with services(rest_url, grpc_target, network, rest_h2=True) as (rest_url, grpc_target):
                 if network is not None:
                     linkcheck.record(network, lambda line: log.info("%s", line))
                 label = "loopback" if network is None else profile.label(network.engine)

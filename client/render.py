@@ -38,12 +38,13 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "grpc": (0, 150, 255),
     "grpc-stream": (230, 100, 210),
     "rest-ws": (40, 210, 210),
+    "rest-h2": (255, 180, 60),
 }
 TITLES = {"rest": "REST (HTTP/1.1 + JSON)", "grpc": "gRPC unary", "grpc-stream": "gRPC stream",
-          "rest-ws": "REST WebSocket stream"}  # fmt: skip
+          "rest-ws": "REST WebSocket stream", "rest-h2": "REST over HTTP/2"}  # fmt: skip
 HOTKEYS = (
-    "[1] REST  [2] gRPC  [3] both  [4] gRPC stream  [5] WebSocket  [s] save on/off  "
-    "[r] reset  [q] quit"
+    "[1] REST  [2] gRPC  [3] both  [4] gRPC stream  [5] WebSocket  [6] HTTP/2  "
+    "[s] save on/off  [r] reset  [q] quit"
 )
 
 

@@ -137,6 +137,7 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
     )
     async def detect(
         request: Request,
+        response: Response,
         save: SaveQuery = False,
         model: ModelQuery = Model.HAAR.value,
         frame_id: FrameIdQuery = None,
@@ -165,7 +166,9 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         )
         answer = protobuf.answer_type(request, sent)
         if answer is not None:
-            return Response(result_to_pb(result, "rest").SerializeToString(), media_type=answer)
+            return Response(result_to_pb(result, "rest").SerializeToString(), media_type=answer,
+                            headers=protobuf.VARY)  # fmt: skip
+        response.headers.update(protobuf.VARY)
         return result_to_json(result)
 
     async def detect_message(request: Request) -> DetectionResult:

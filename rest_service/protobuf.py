@@ -29,6 +29,10 @@ def body_type(request: Request) -> str | None:
     return sent if sent in MEDIA_TYPES else None
 
 
+#: The answer's encoding follows ``Accept``: caches must key on it (RFC 9110 §12.5.5).
+VARY = {"Vary": "Accept"}
+
+
 def answer_type(request: Request, sent: str | None) -> str | None:
     """The protobuf media type to answer with, or None for JSON."""
     accept = _qualities(request.headers.get("accept", ""))

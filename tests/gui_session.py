@@ -56,16 +56,19 @@ def rows(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def drive_gui(screen: Screen, url: str, target: str, saves: Path, tmp_path: Path) -> None:
+def drive_gui(screen: Screen, url: str, target: str, saves: Path, tmp_path: Path,
+              h2_url: str | None = None) -> None:  # fmt: skip
     """The GUI against services at ``url`` and ``target``, key by key: 1, 2, 3 (with a
-    screenshot of both panels), 4, s on, s off, 5 (the WebSocket's panel), r, q.
+    screenshot of both panels), 4, s on, s off, 5 (the WebSocket's panel), 6 (REST over
+    HTTP/2's panel, when ``h2_url`` names a REST service on Granian), r, q.
     ``saves`` is where the gRPC stream's saved rows land: rows must appear only while
     saving was on."""
     summary = tmp_path / "summary.csv"
     already = len(rows(saves))
     args = ("--source", "sample", "--rest-url", url, "--grpc-target", target,
             "--summary-csv", str(summary), "--log-every", "0.5")  # fmt: skip
-    with ServiceProcess("client", screen.env, args) as gui:
+    env = {**screen.env, **({"FACEWIRE_REST_H2_URL": h2_url} if h2_url else {})}
+    with ServiceProcess("client", env, args) as gui:
         gui.wait_for_output("window open")
         window = screen.window(TITLE)
         screen.key(window, "1")
@@ -119,6 +122,17 @@ def drive_gui(screen: Screen, url: str, target: str, saves: Path, tmp_path: Path
             timeout=30,
             what="the WebSocket stream's panel with boxes and its card in mode 5",
         )
+        if h2_url is not None:  # REST over HTTP/2: a REST service on Granian
+            screen.key(window, "6")
+            since = gui.wait_for_output("mode -> h2").end()
+            gui.wait_for_output("rest-h2: connected", since=since)
+            gui.wait_for_output(r"rest-h2: n=[1-9]\d", since=since)
+            wait_for(
+                lambda: panel_shows_boxes(screen.screenshot(tmp_path / "mode6.png"), origin,
+                                          "rest-h2"),
+                timeout=30,
+                what="REST over HTTP/2's panel with boxes and its card in mode 6",
+            )  # fmt: skip
 
         screen.key(window, "r")
         gui.wait_for_output("metrics reset")

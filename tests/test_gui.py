@@ -10,7 +10,7 @@ import pytest
 
 from client.gui import TITLE
 from client.processes import free_port
-from client.readiness import ready
+from client.readiness import ready, rest_ready
 from tests.gui_session import drive_gui
 from tests.make import MakeProcess
 from tests.servers import ServiceProcess, wait_for
@@ -30,11 +30,14 @@ def test_gui_modes_save_reset_quit(screen: Screen, tmp_path: Path) -> None:
         "FACEWIRE_GRPC_PORT": "0",
         "FACEWIRE_STORAGE_DIR": str(storage),
     }
-    with ServiceProcess("facewire.serve", env) as services:  # as users run them
+    granian = ServiceProcess("rest_service", {**env, "FACEWIRE_REST_SERVER": "granian"})
+    with ServiceProcess("facewire.serve", env) as services, granian:  # as users run them
         url, target = services.both_addresses()
-        wait_for(lambda: ready(url, target), what="the services to be ready")
-        drive_gui(screen, url, target, storage, tmp_path)
+        h2_url = f"http://{granian.address()}"
+        wait_for(lambda: ready(url, target) and rest_ready(h2_url), what="the services")
+        drive_gui(screen, url, target, storage, tmp_path, h2_url)
         assert services.stop() == 0
+        assert granian.stop() == 0
 
 
 def test_both_hosts_down_the_window_stays_responsive(screen: Screen) -> None:

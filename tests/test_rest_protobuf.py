@@ -62,8 +62,11 @@ def test_the_answer_is_negotiated(
     protobuf_body = content_type != "image/jpeg"
     body = message(face.data, model="echo") if protobuf_body else face.data
     headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
-    status, media, answer = post(conn, body, headers)
+    conn.request("POST", "/v1/detect", body=body, headers=headers)
+    response = conn.getresponse()
+    status, media, answer = response.status, response.getheader("content-type"), response.read()
     assert (status, media) == (200, answered), answer[:200]
+    assert response.getheader("vary") == "Accept"  # a cache keys each encoding apart
     if answered == "application/json":
         assert json.loads(answer)["frame"] == {"width": 720, "height": 720}
     else:
